@@ -1,0 +1,3 @@
+"""patchwarden: exact vulnerability matching, risk ranking and safe patch deployment."""
+
+__version__ = "0.1.0"

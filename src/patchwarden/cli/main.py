@@ -1,0 +1,93 @@
+"""The ``patchwarden`` command: Typer app wiring and the one place errors become exits.
+
+Every ``PatchwardenError`` raised by any command ends here as a single line on stderr
+(plus a hint when there is one) and exit code 2; no traceback is shown for user
+mistakes. Set ``PATCHWARDEN_DEBUG=1`` to see tracebacks of unexpected errors.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+
+from patchwarden import __version__
+from patchwarden.cli import db as db_cli
+from patchwarden.cli import explain as explain_cli
+from patchwarden.cli import feeds as feeds_cli
+from patchwarden.cli import scan as scan_cli
+from patchwarden.cli.common import EXIT_ERROR, stderr
+from patchwarden.core.errors import PatchwardenError
+
+app = typer.Typer(
+    name="patchwarden",
+    help="Patch management: exact vulnerability matching, risk ranking, safe deployment.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("scan")(scan_cli.scan)
+app.command("explain")(explain_cli.explain)
+app.add_typer(feeds_cli.app, name="feeds")
+app.add_typer(db_cli.app, name="db")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"patchwarden {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """patchwarden: know what is vulnerable, fix it safely."""
+
+
+def run(argv: list[str]) -> int:
+    """Run the CLI with ``argv`` and return the exit code (used by tests and ``main``)."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="patchwarden", standalone_mode=False)
+    except PatchwardenError as exc:
+        console = stderr()
+        console.print(f"[bold red]error:[/] {exc.message}", highlight=False, markup=True)
+        if exc.hint:
+            console.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+        return EXIT_ERROR
+    except click.exceptions.Abort:
+        stderr().print("aborted")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        stderr().print("interrupted")
+        return 130
+    except Exception as exc:
+        if os.environ.get("PATCHWARDEN_DEBUG"):
+            raise
+        stderr().print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+            "This is a bug in patchwarden; rerun with PATCHWARDEN_DEBUG=1 for a traceback "
+            "and report it.",
+            highlight=False,
+        )
+        return 70
+    if isinstance(result, int):
+        return result
+    return 0
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(run(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Settings, read from the environment (prefix ``PATCHWARDEN_``) and an optional .env file.
+
+Every setting is documented in README.md ("Settings"); keep the two in step.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from patchwarden.core.errors import ConfigError
+
+
+def _default_home() -> Path:
+    return Path.home() / ".local" / "share" / "patchwarden"
+
+
+class Settings(BaseSettings):
+    """patchwarden's configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="PATCHWARDEN_", extra="ignore")
+
+    home: Path = Field(
+        default_factory=_default_home,
+        description="State directory: SQLite database, feed cache, server secrets.",
+    )
+    database_url: str = Field(
+        default="",
+        description=(
+            "SQLAlchemy URL. Empty means the SQLite file <home>/patchwarden.db (WAL mode); "
+            "PostgreSQL: postgresql+psycopg://user:pass@host/db."
+        ),
+    )
+
+    @field_validator("home", mode="before")
+    @classmethod
+    def _expand_home(cls, value: object) -> object:
+        if isinstance(value, str):
+            return Path(value).expanduser()
+        return value
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        """The database URL actually used (the SQLite default filled in)."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'patchwarden.db'}"
+
+    @property
+    def feed_cache_dir(self) -> Path:
+        """Where downloaded feed files are kept between syncs."""
+        return self.home / "feeds"
+
+    def ensure_home(self) -> Path:
+        """Create the state directory (mode 0700) and return it."""
+        try:
+            self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the patchwarden home directory {self.home}: {exc.strerror}",
+                hint="set PATCHWARDEN_HOME to a writable directory",
+            ) from exc
+        return self.home
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment, turning validation errors into ConfigError."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "PATCHWARDEN_" + "_".join(str(p) for p in first["loc"]).upper()
+        raise ConfigError(f"invalid setting {name}: {first['msg']}") from exc

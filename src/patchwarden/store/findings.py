@@ -1,0 +1,345 @@
+"""Findings: match pending packages once, fan matches out to assets, score them.
+
+The pipeline (``refresh_findings``):
+
+1. every package row not matched since the advisories last changed (``matched_at`` is
+   NULL) is matched once — distinct (ecosystem, name, version) triples, however many
+   assets share them — and the result cached in ``package_vuln``;
+2. the database joins ``asset_package`` with ``package_vuln`` to list what every asset
+   should have; that is diffed against stored findings: new ones are inserted with
+   ``first_seen = now``, vanished ones are resolved (``resolved_at = now``), returning
+   ones reopen;
+3. risk, priority and due date are recomputed from the advisory's threat and the
+   asset's context, and written only where they changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
+
+from patchwarden.core import risk
+from patchwarden.core.cvss import score_vector
+from patchwarden.core.errors import UnsupportedEcosystem, ValidationFailed
+from patchwarden.core.matching import AdvisoryIndex
+from patchwarden.core.model import AssetContext, CvssScore, InstalledPackage, RiskScore
+from patchwarden.store.advisories import load_index
+from patchwarden.store.bulk import chunks, insert_rows
+from patchwarden.store.intel import get_intel
+from patchwarden.store.inventory import asset_context
+from patchwarden.store.models import (
+    AdvisoryRow,
+    AssetPackage,
+    AssetRow,
+    FindingRow,
+    PackageRow,
+    PackageVuln,
+)
+
+#: Above this many distinct names, loading the whole index beats filtering by name.
+_FULL_INDEX_NAMES = 20_000
+
+#: States an exception or mitigation sets; a refresh never overrides them.
+_MANAGED_STATES = frozenset({"accepted", "mitigated"})
+
+
+@dataclass
+class RefreshResult:
+    """What a refresh did."""
+
+    packages_matched: int = 0
+    triples_matched: int = 0
+    assets: int = 0
+    new: int = 0
+    resolved: int = 0
+    reopened: int = 0
+    rescored: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def match_pending(
+    session: Session,
+    *,
+    now: datetime,
+    asset_ids: Sequence[int] | None = None,
+    index: AdvisoryIndex | None = None,
+) -> tuple[int, int, list[str]]:
+    """Match package rows that have no current match; returns (packages, triples, problems)."""
+    query = select(
+        PackageRow.id,
+        PackageRow.name,
+        PackageRow.version,
+        PackageRow.ecosystem,
+        PackageRow.arch,
+        PackageRow.source_name,
+        PackageRow.source_version,
+    ).where(PackageRow.matched_at.is_(None))
+    pending: list[tuple[int, InstalledPackage]] = []
+    if asset_ids is None:
+        rows: Iterable[Any] = session.execute(query)
+        pending = [(row[0], InstalledPackage(*row[1:])) for row in rows]
+    else:
+        for batch in chunks(sorted(set(asset_ids))):
+            sub = select(AssetPackage.package_id).where(AssetPackage.asset_id.in_(batch))
+            pending.extend(
+                (row[0], InstalledPackage(*row[1:]))
+                for row in session.execute(query.where(PackageRow.id.in_(sub)))
+            )
+        pending = list(dict(pending).items())
+    if not pending:
+        return 0, 0, []
+
+    if index is None:
+        names = {p.name for _, p in pending} | {p.source_name for _, p in pending}
+        index = load_index(session, None if len(names) > _FULL_INDEX_NAMES else names)
+
+    problems: list[str] = []
+    reported: set[str] = set()
+    memo: dict[tuple[str, str, str, str, str], tuple[Any, ...]] = {}
+    found: list[tuple[int, Any]] = []
+    for package_id, package in pending:
+        memo_key = (
+            package.ecosystem,
+            package.name,
+            package.version,
+            package.source_name,
+            package.source_version,
+        )
+        matches = memo.get(memo_key)
+        if matches is None:
+            try:
+                matches = index.match_package(package)
+            except UnsupportedEcosystem as exc:
+                if package.ecosystem not in reported:
+                    reported.add(package.ecosystem)
+                    problems.append(f"{package.name} {package.version}: {exc}")
+                matches = ()
+            memo[memo_key] = matches
+        found.extend((package_id, m) for m in matches)
+
+    advisory_ids = _advisory_row_ids(session, {m.advisory_id for _, m in found})
+    insert_rows(
+        session,
+        PackageVuln.__table__,  # type: ignore[arg-type]
+        ("package_id", "advisory_id", "fixed_version", "matched_name", "matched_version", "why"),
+        (
+            (pid, advisory_ids[m.advisory_id], m.fixed_version, m.name, m.version, m.why)
+            for pid, m in found
+        ),
+    )
+    ids = [pid for pid, _ in pending]
+    for batch in chunks(ids, 5000):
+        session.execute(update(PackageRow).where(PackageRow.id.in_(batch)).values(matched_at=now))
+    problems.extend(index.problems[:20])
+    return len(pending), len(memo), problems
+
+
+def _advisory_row_ids(session: Session, ext_ids: Iterable[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for batch in chunks(sorted(ext_ids)):
+        for row_id, ext_id in session.execute(
+            select(AdvisoryRow.id, AdvisoryRow.ext_id).where(AdvisoryRow.ext_id.in_(batch))
+        ):
+            found[ext_id] = row_id
+    return found
+
+
+def _advisory_cvss(severity: Iterable[Sequence[str]]) -> list[CvssScore]:
+    scores = []
+    for kind, vector in severity:
+        if kind.startswith("CVSS_"):
+            try:
+                scores.append(score_vector(vector, source="advisory"))
+            except ValidationFailed:
+                continue  # a bad vector in an advisory must not hide the finding
+    return scores
+
+
+def threats_for(session: Session, advisory_ids: Iterable[int]) -> dict[int, risk.Threat]:
+    """The folded threat (CVSS, EPSS, KEV) of each advisory row."""
+    rows: list[tuple[int, str, list[Any], list[Any], list[Any], str, list[Any]]] = []
+    for batch in chunks(sorted(set(advisory_ids))):
+        rows.extend(
+            session.execute(  # type: ignore[arg-type]
+                select(
+                    AdvisoryRow.id,
+                    AdvisoryRow.ext_id,
+                    AdvisoryRow.aliases,
+                    AdvisoryRow.related,
+                    AdvisoryRow.severity,
+                    AdvisoryRow.database_severity,
+                    AdvisoryRow.affected,
+                ).where(AdvisoryRow.id.in_(batch))
+            )
+        )
+    cves: dict[int, list[str]] = {}
+    for row_id, ext_id, aliases, related, *_ in rows:
+        ids = dict.fromkeys(i for i in (ext_id, *aliases, *related) if i.startswith("CVE-"))
+        cves[row_id] = list(ids)
+    intel = get_intel(session, {c for ids in cves.values() for c in ids})
+    threats: dict[int, risk.Threat] = {}
+    for row_id, _ext, _aliases, _related, severity, db_severity, affected in rows:
+        own = list(severity) + [s for a in affected for s in a.get("severity", [])]
+        threats[row_id] = risk.summarize(
+            (intel[c] for c in cves[row_id] if c in intel),
+            publisher_severity=db_severity,
+            advisory_cvss=_advisory_cvss(own),
+        )
+    return threats
+
+
+def refresh_findings(
+    session: Session,
+    *,
+    now: datetime,
+    asset_ids: Sequence[int] | None = None,
+    policy: risk.SloPolicy | None = None,
+    index: AdvisoryIndex | None = None,
+) -> RefreshResult:
+    """Bring findings of the given assets (default: all) up to date; see module doc."""
+    policy = policy or risk.SloPolicy()
+    result = RefreshResult()
+    result.packages_matched, result.triples_matched, result.problems = match_pending(
+        session, now=now, asset_ids=asset_ids, index=index
+    )
+
+    contexts: dict[int, AssetContext] = {}
+    asset_query = select(AssetRow)
+    if asset_ids is None:
+        for asset in session.scalars(asset_query):
+            contexts[asset.id] = asset_context(asset)
+    else:
+        for batch in chunks(sorted(set(asset_ids))):
+            for asset in session.scalars(asset_query.where(AssetRow.id.in_(batch))):
+                contexts[asset.id] = asset_context(asset)
+    result.assets = len(contexts)
+    if not contexts:
+        return result
+
+    desired_query = select(
+        AssetPackage.asset_id, PackageVuln.package_id, PackageVuln.advisory_id
+    ).join(PackageVuln, PackageVuln.package_id == AssetPackage.package_id)
+    existing_query = select(
+        FindingRow.id,
+        FindingRow.asset_id,
+        FindingRow.package_id,
+        FindingRow.advisory_id,
+        FindingRow.state,
+        FindingRow.first_seen,
+        FindingRow.risk_score,
+        FindingRow.priority,
+        FindingRow.due_date,
+    )
+    desired: list[tuple[int, int, int]] = []
+    existing: dict[tuple[int, int, int], tuple[Any, ...]] = {}
+    if asset_ids is None:
+        desired = [tuple(r) for r in session.execute(desired_query)]  # type: ignore[misc]
+        existing = {(r[1], r[2], r[3]): tuple(r) for r in session.execute(existing_query)}
+    else:
+        for batch in chunks(sorted(contexts)):
+            desired.extend(
+                tuple(r)  # type: ignore[misc]
+                for r in session.execute(desired_query.where(AssetPackage.asset_id.in_(batch)))
+            )
+            existing.update(
+                ((r[1], r[2], r[3]), tuple(r))
+                for r in session.execute(existing_query.where(FindingRow.asset_id.in_(batch)))
+            )
+
+    threats = threats_for(session, {adv for _, _, adv in desired})
+    scored: dict[tuple[int, AssetContext], RiskScore] = {}
+    today = now.date()
+
+    def assess(advisory_id: int, ctx: AssetContext, first_seen: date) -> tuple[float, str, date]:
+        key = (advisory_id, ctx)
+        result_score = scored.get(key)
+        threat = threats[advisory_id]
+        if result_score is None:
+            result_score = risk.score(threat, ctx)
+            scored[key] = result_score
+        due = risk.due_date(result_score.priority, first_seen, kev=threat.kev, policy=policy)
+        return result_score.score, result_score.priority, due
+
+    new_rows: list[tuple[Any, ...]] = []
+    changes: list[dict[str, Any]] = []
+    seen: set[tuple[int, int, int]] = set()
+    for key in desired:
+        if key in seen:
+            continue
+        seen.add(key)
+        asset_id, package_id, advisory_id = key
+        ctx = contexts[asset_id]
+        old = existing.get(key)
+        if old is None:
+            score_value, priority, due = assess(advisory_id, ctx, today)
+            new_rows.append(
+                (asset_id, package_id, advisory_id, "open", now, None, score_value, priority, due)
+            )
+            continue
+        row_id, _a, _p, _adv, state, first_seen, old_score, old_priority, old_due = old
+        score_value, priority, due = assess(advisory_id, ctx, first_seen.date())
+        change: dict[str, Any] = {}
+        if state == "fixed":
+            change.update(state="open", resolved_at=None)
+            result.reopened += 1
+        if (old_score, old_priority, old_due) != (score_value, priority, due):
+            change.update(risk_score=score_value, priority=priority, due_date=due)
+            result.rescored += 1
+        if change:
+            changes.append({"row_id": row_id, **_full_change(old, change)})
+
+    for key, old in existing.items():
+        if key not in seen and old[4] not in ("fixed",) and old[4] not in _MANAGED_STATES:
+            changes.append({"row_id": old[0], **_full_change(old, {"state": "fixed", "resolved_at": now})})
+            result.resolved += 1
+
+    result.new = insert_rows(
+        session,
+        FindingRow.__table__,  # type: ignore[arg-type]
+        (
+            "asset_id",
+            "package_id",
+            "advisory_id",
+            "state",
+            "first_seen",
+            "resolved_at",
+            "risk_score",
+            "priority",
+            "due_date",
+        ),
+        new_rows,
+    )
+    if changes:
+        statement = (
+            update(FindingRow.__table__)
+            .where(FindingRow.__table__.c.id == bindparam("row_id"))
+            .values(
+                state=bindparam("state"),
+                resolved_at=bindparam("resolved_at"),
+                risk_score=bindparam("risk_score"),
+                priority=bindparam("priority"),
+                due_date=bindparam("due_date"),
+            )
+        )
+        for batch in chunks(changes, 5000):
+            session.connection().execute(statement, batch)
+    return result
+
+
+def _full_change(old: tuple[Any, ...], change: dict[str, Any]) -> dict[str, Any]:
+    """Every updatable column, taking ``change`` over the stored values."""
+    _id, _a, _p, _adv, state, _first, score_value, priority, due = old
+    merged = {
+        "state": state,
+        "resolved_at": None,
+        "risk_score": score_value,
+        "priority": priority,
+        "due_date": due,
+    }
+    merged.update(change)
+    return merged

@@ -1,0 +1,201 @@
+"""Assets and their installed packages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from patchwarden.core.errors import NotFound
+from patchwarden.core.model import AssetContext, InstalledPackage, Inventory
+from patchwarden.store.bulk import chunks, insert_rows
+from patchwarden.store.models import AssetPackage, AssetRow, PackageRow
+
+PackageIdentity = tuple[str, str, str, str, str, str]
+
+
+def identity(package: InstalledPackage) -> PackageIdentity:
+    """The unique key of a package row."""
+    return (
+        package.ecosystem,
+        package.name,
+        package.version,
+        package.arch,
+        package.source_name,
+        package.source_version,
+    )
+
+
+class PackageIds:
+    """A cache of package identity → row id, shared across many inventories.
+
+    Loading a fleet calls ``ensure`` once per host; rows already seen are never queried
+    again, so the cost is one query per batch of new names.
+    """
+
+    def __init__(self) -> None:
+        self._ids: dict[PackageIdentity, int] = {}
+
+    def ensure(self, session: Session, packages: Iterable[InstalledPackage]) -> list[int]:
+        """Row ids for ``packages`` (in order), creating the missing rows."""
+        wanted = [identity(p) for p in packages]
+        missing = {key for key in wanted if key not in self._ids}
+        if missing:
+            names = sorted({key[1] for key in missing})
+            for batch in chunks(names):
+                for row in session.execute(
+                    select(
+                        PackageRow.id,
+                        PackageRow.ecosystem,
+                        PackageRow.name,
+                        PackageRow.version,
+                        PackageRow.arch,
+                        PackageRow.source_name,
+                        PackageRow.source_version,
+                    ).where(PackageRow.name.in_(batch))
+                ):
+                    self._ids[tuple(row[1:])] = row[0]  # type: ignore[assignment]
+            still = sorted(key for key in missing if key not in self._ids)
+            columns = ("ecosystem", "name", "version", "arch", "source_name", "source_version")
+            for batch in chunks(still, 500):
+                rows = session.execute(
+                    PackageRow.__table__.insert().returning(
+                        PackageRow.id,
+                        PackageRow.ecosystem,
+                        PackageRow.name,
+                        PackageRow.version,
+                        PackageRow.arch,
+                        PackageRow.source_name,
+                        PackageRow.source_version,
+                    ),
+                    [dict(zip(columns, key, strict=True)) for key in batch],
+                )
+                for row in rows:
+                    self._ids[tuple(row[1:])] = row[0]  # type: ignore[assignment]
+        return [self._ids[key] for key in wanted]
+
+
+def find_asset(session: Session, *, hostname: str) -> AssetRow | None:
+    """The asset with this hostname or fqdn, if any (the oldest when several)."""
+    return session.scalars(
+        select(AssetRow)
+        .where((AssetRow.hostname == hostname) | (AssetRow.fqdn == hostname))
+        .order_by(AssetRow.id)
+        .limit(1)
+    ).first()
+
+
+def get_asset(session: Session, asset_id: int) -> AssetRow:
+    """The asset with this id, or NotFound."""
+    row = session.get(AssetRow, asset_id)
+    if row is None:
+        raise NotFound(f"no asset with id {asset_id}")
+    return row
+
+
+def asset_context(row: AssetRow) -> AssetContext:
+    """The risk context of an asset row."""
+    exposure: Any = row.exposure if row.exposure in ("internet", "internal") else "internal"
+    data_class: Any = (
+        row.data_class
+        if row.data_class in ("public", "internal", "confidential", "restricted")
+        else "internal"
+    )
+    return AssetContext(criticality=row.criticality, exposure=exposure, data_class=data_class)
+
+
+def record_inventory(
+    session: Session,
+    inventory: Inventory,
+    *,
+    now: datetime,
+    asset_id: int | None = None,
+    criticality: int | None = None,
+    exposure: str | None = None,
+    data_class: str | None = None,
+    source: str = "scan",
+    package_ids: PackageIds | None = None,
+) -> tuple[int, bool]:
+    """Store an inventory for its asset (created when new, found by hostname).
+
+    ``criticality``, ``exposure`` and ``data_class`` overwrite the stored context when
+    given; otherwise the asset keeps its own (defaults 3, internal, internal).
+
+    Returns ``(asset_id, changed)`` where ``changed`` says whether the set of installed
+    packages differs from what was stored (unchanged inventories touch only
+    last_seen and host facts).
+    """
+    if asset_id is not None:
+        asset = get_asset(session, asset_id)
+    else:
+        found = find_asset(session, hostname=inventory.hostname)
+        if found is None:
+            asset = AssetRow(hostname=inventory.hostname, created_at=now, source=source)
+            session.add(asset)
+        else:
+            asset = found
+    if criticality is not None:
+        asset.criticality = criticality
+    if exposure is not None:
+        asset.exposure = exposure
+    if data_class is not None:
+        asset.data_class = data_class
+    os_info = inventory.os
+    if os_info is not None:
+        asset.os_id = os_info.id
+        asset.os_version = os_info.version_id
+        asset.os_name = os_info.pretty_name or os_info.name
+        asset.os_ecosystem = os_info.ecosystem
+        asset.os_family = os_info.family
+    asset.kernel = inventory.kernel or asset.kernel
+    asset.arch = inventory.arch or asset.arch
+    asset.reboot_required = inventory.reboot_required
+    asset.last_seen = now
+    asset.last_inventory = now
+    session.flush()
+
+    content_hash = inventory.content_hash()
+    if asset.inventory_hash == content_hash:
+        return asset.id, False
+    asset.inventory_hash = content_hash
+
+    cache = package_ids or PackageIds()
+    wanted = set(cache.ensure(session, inventory.packages))
+    current = set(
+        session.scalars(select(AssetPackage.package_id).where(AssetPackage.asset_id == asset.id))
+    )
+    removed = sorted(current - wanted)
+    for batch in chunks(removed):
+        session.execute(
+            delete(AssetPackage).where(
+                AssetPackage.asset_id == asset.id, AssetPackage.package_id.in_(batch)
+            )
+        )
+    insert_rows(
+        session,
+        AssetPackage.__table__,  # type: ignore[arg-type]
+        ("asset_id", "package_id"),
+        ((asset.id, pid) for pid in sorted(wanted - current)),
+    )
+    return asset.id, True
+
+
+def asset_packages(session: Session, asset_id: int) -> list[InstalledPackage]:
+    """The packages stored for an asset."""
+    rows = session.execute(
+        select(
+            PackageRow.name,
+            PackageRow.version,
+            PackageRow.ecosystem,
+            PackageRow.arch,
+            PackageRow.source_name,
+            PackageRow.source_version,
+        )
+        .join(AssetPackage, AssetPackage.package_id == PackageRow.id)
+        .where(AssetPackage.asset_id == asset_id)
+        .order_by(PackageRow.name)
+    )
+    return [InstalledPackage(*row) for row in rows]

@@ -1,0 +1,293 @@
+"""SQLAlchemy 2.0 ORM models. Schema changes go through Alembic (store/migrations).
+
+The models mirror DESIGN.md's data model. Notes on shape:
+
+* ``package`` rows are shared by every asset that has the package; ``asset_package``
+  links them. Absent optional strings are ``""`` so the uniqueness constraint behaves
+  the same on SQLite and PostgreSQL.
+* ``affected_range`` holds OSV ranges already *flattened* into intervals
+  (introduced → fixed / last_affected, with a limit), indexed by (ecosystem, name);
+  explicit OSV ``versions`` lists live in ``affected_version``.
+* ``package_vuln`` caches the match of one distinct package row against one advisory
+  (fixed version and the reason). A package is matched once, however many assets have
+  it; ``finding`` then links assets to those matches with their own lifecycle.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; pass an aware datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base for all patchwarden tables."""
+
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+# ----------------------------------------------------------------------------- feeds
+
+
+class FeedState(Base):
+    """One imported feed: where it came from, when, and how much it holds."""
+
+    __tablename__ = "feed_state"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    source: Mapped[str] = mapped_column(Text, default="")
+    records: Mapped[int] = mapped_column(Integer, default=0)
+    last_import: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_sync: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    etag: Mapped[str] = mapped_column(String(300), default="")
+    last_modified_header: Mapped[str] = mapped_column(String(100), default="")
+    content_sha256: Mapped[str] = mapped_column(String(64), default="")
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# ------------------------------------------------------------------------ advisories
+
+
+class AdvisoryRow(Base):
+    """An OSV-shaped advisory. ``ext_id`` is its public id (DSA-5532-1, GHSA-…)."""
+
+    __tablename__ = "advisory"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ext_id: Mapped[str] = mapped_column(String(200), unique=True)
+    source: Mapped[str] = mapped_column(String(40), index=True)
+    aliases: Mapped[list[Any]] = mapped_column(default=list)
+    related: Mapped[list[Any]] = mapped_column(default=list)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[str] = mapped_column(Text, default="")
+    published: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    modified: Mapped[datetime] = mapped_column(UtcDateTime)
+    withdrawn: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    severity: Mapped[list[Any]] = mapped_column(default=list)
+    database_severity: Mapped[str] = mapped_column(String(40), default="")
+    references: Mapped[list[Any]] = mapped_column(default=list)
+    affected: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class AdvisoryAlias(Base):
+    """Every id an advisory is known by (its own, aliases, related CVEs), for lookup."""
+
+    __tablename__ = "advisory_alias"
+
+    advisory_id: Mapped[int] = mapped_column(
+        ForeignKey("advisory.id", ondelete="CASCADE"), primary_key=True
+    )
+    alias: Mapped[str] = mapped_column(String(200), primary_key=True, index=True)
+
+
+class AffectedRangeRow(Base):
+    """One affected interval of one package in one ecosystem, already flattened.
+
+    ``introduced`` is ``"0"`` for "since forever"; ``fixed`` and ``last_affected`` are
+    ``""`` when absent (both absent: no fix yet); ``limit`` is ``""`` for no limit.
+    ``range_type`` is ECOSYSTEM or SEMVER (it picks the version ordering).
+    """
+
+    __tablename__ = "affected_range"
+    __table_args__ = (Index("ix_affected_range_eco_name", "ecosystem", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    advisory_id: Mapped[int] = mapped_column(
+        ForeignKey("advisory.id", ondelete="CASCADE"), index=True
+    )
+    ecosystem: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(300))
+    range_type: Mapped[str] = mapped_column(String(20), default="ECOSYSTEM")
+    introduced: Mapped[str] = mapped_column(String(200), default="0")
+    fixed: Mapped[str] = mapped_column(String(200), default="")
+    last_affected: Mapped[str] = mapped_column(String(200), default="")
+    limit: Mapped[str] = mapped_column(String(200), default="")
+    note: Mapped[str] = mapped_column(String(200), default="")
+
+
+class AffectedVersionRow(Base):
+    """An explicitly listed affected version (OSV ``versions``)."""
+
+    __tablename__ = "affected_version"
+    __table_args__ = (Index("ix_affected_version_eco_name", "ecosystem", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    advisory_id: Mapped[int] = mapped_column(
+        ForeignKey("advisory.id", ondelete="CASCADE"), index=True
+    )
+    ecosystem: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(300))
+    version: Mapped[str] = mapped_column(String(200))
+
+
+class VulnIntelRow(Base):
+    """Per-CVE intelligence: CVSS, EPSS, KEV. Each feed updates only its own columns."""
+
+    __tablename__ = "vuln_intel"
+
+    cve_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    cvss: Mapped[list[Any]] = mapped_column(default=list)
+    # Highest base score among the vectors, for sorting and counting without JSON ops.
+    cvss_max: Mapped[float | None] = mapped_column(Float, nullable=True)
+    epss_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    epss_percentile: Mapped[float | None] = mapped_column(Float, nullable=True)
+    epss_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    epss_model: Mapped[str] = mapped_column(String(60), default="")
+    kev_date_added: Mapped[date | None] = mapped_column(Date, nullable=True)
+    kev_due_date: Mapped[date | None] = mapped_column(Date, nullable=True)
+    kev_ransomware: Mapped[bool] = mapped_column(Boolean, default=False)
+    kev_vendor: Mapped[str] = mapped_column(String(200), default="")
+    kev_product: Mapped[str] = mapped_column(String(200), default="")
+    kev_name: Mapped[str] = mapped_column(Text, default="")
+    kev_required_action: Mapped[str] = mapped_column(Text, default="")
+
+
+# ---------------------------------------------------------------------------- assets
+
+
+class AssetRow(Base):
+    """One host or device."""
+
+    __tablename__ = "asset"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255), index=True)
+    fqdn: Mapped[str] = mapped_column(String(255), default="", index=True)
+    ip_addresses: Mapped[list[Any]] = mapped_column(default=list)
+    serial: Mapped[str] = mapped_column(String(120), default="")
+    kind: Mapped[str] = mapped_column(String(40), default="server")
+    os_id: Mapped[str] = mapped_column(String(60), default="")
+    os_version: Mapped[str] = mapped_column(String(60), default="")
+    os_name: Mapped[str] = mapped_column(String(200), default="")
+    os_ecosystem: Mapped[str] = mapped_column(String(100), default="")
+    os_family: Mapped[str] = mapped_column(String(20), default="")
+    arch: Mapped[str] = mapped_column(String(40), default="")
+    kernel: Mapped[str] = mapped_column(String(200), default="")
+    criticality: Mapped[int] = mapped_column(Integer, default=3)
+    exposure: Mapped[str] = mapped_column(String(20), default="internal")
+    data_class: Mapped[str] = mapped_column(String(20), default="internal")
+    owner: Mapped[str] = mapped_column(String(200), default="")
+    environment: Mapped[str] = mapped_column(String(60), default="")
+    location: Mapped[str] = mapped_column(String(200), default="")
+    timezone: Mapped[str] = mapped_column(String(60), default="")
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    source: Mapped[str] = mapped_column(String(40), default="scan")
+    status: Mapped[str] = mapped_column(String(30), default="managed")
+    reboot_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    inventory_hash: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_inventory: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class PackageRow(Base):
+    """A distinct installed package, shared by every asset that has it."""
+
+    __tablename__ = "package"
+    __table_args__ = (
+        UniqueConstraint(
+            "ecosystem", "name", "version", "arch", "source_name", "source_version",
+            name="uq_package_identity",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ecosystem: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(300))
+    version: Mapped[str] = mapped_column(String(200))
+    arch: Mapped[str] = mapped_column(String(40), default="")
+    source_name: Mapped[str] = mapped_column(String(300), default="")
+    source_version: Mapped[str] = mapped_column(String(200), default="")
+    # When this package row was last matched against the advisories; NULL = never.
+    matched_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class AssetPackage(Base):
+    """Which packages an asset has."""
+
+    __tablename__ = "asset_package"
+
+    asset_id: Mapped[int] = mapped_column(
+        ForeignKey("asset.id", ondelete="CASCADE"), primary_key=True
+    )
+    package_id: Mapped[int] = mapped_column(
+        ForeignKey("package.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class PackageVuln(Base):
+    """The match of one package row against one advisory (computed once, shared)."""
+
+    __tablename__ = "package_vuln"
+
+    package_id: Mapped[int] = mapped_column(
+        ForeignKey("package.id", ondelete="CASCADE"), primary_key=True
+    )
+    advisory_id: Mapped[int] = mapped_column(
+        ForeignKey("advisory.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    fixed_version: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    matched_name: Mapped[str] = mapped_column(String(300))
+    matched_version: Mapped[str] = mapped_column(String(200))
+    why: Mapped[str] = mapped_column(Text)
+
+
+class FindingRow(Base):
+    """One advisory affecting one package on one asset, with its lifecycle."""
+
+    __tablename__ = "finding"
+    __table_args__ = (
+        UniqueConstraint("asset_id", "package_id", "advisory_id", name="uq_finding"),
+        Index("ix_finding_asset_state", "asset_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    asset_id: Mapped[int] = mapped_column(ForeignKey("asset.id", ondelete="CASCADE"))
+    package_id: Mapped[int] = mapped_column(ForeignKey("package.id", ondelete="CASCADE"))
+    advisory_id: Mapped[int] = mapped_column(
+        ForeignKey("advisory.id", ondelete="CASCADE"), index=True
+    )
+    state: Mapped[str] = mapped_column(String(20), default="open")
+    first_seen: Mapped[datetime] = mapped_column(UtcDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    risk_score: Mapped[float] = mapped_column(Float, default=0.0)
+    priority: Mapped[str] = mapped_column(String(2), default="P4")
+    due_date: Mapped[date | None] = mapped_column(Date, nullable=True)

@@ -1,0 +1,115 @@
+"""Fixtures shared by the whole suite.
+
+Real public data lives outside the project (see ../shared/data/README.txt). Tests find
+it through ``PATCHWARDEN_TEST_DATA`` (default: ``../shared/data`` next to the checkout)
+and skip with a clear reason when it is absent; it is never copied into the project.
+
+Database tests run twice, on SQLite and on PostgreSQL (``db`` fixture). PostgreSQL comes
+from ``PATCHWARDEN_TEST_POSTGRES_URL`` (scripts/test finds or starts a server and sets
+it); each test session creates one throwaway database there and drops it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from patchwarden.store.db import Database, open_database
+from patchwarden.store.models import Base
+from tests.support import data_file
+
+DEFAULT_ADMIN_URLS = (
+    "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+    "postgresql+psycopg://root@127.0.0.1:5432/postgres",
+)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared real-data folder; skips the test when it is absent."""
+    return data_file(".")
+
+
+def _dsn(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+def _admin_url() -> str | None:
+    configured = os.environ.get("PATCHWARDEN_TEST_POSTGRES_URL")
+    for url in ([configured] if configured else []) + list(DEFAULT_ADMIN_URLS):
+        try:
+            with psycopg.connect(_dsn(url), connect_timeout=3):
+                return url
+        except psycopg.Error:
+            continue
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a throwaway, migrated PostgreSQL database for this test session."""
+    admin = _admin_url()
+    if admin is None:
+        pytest.skip(
+            "no PostgreSQL reachable: run the suite through scripts/test (it installs and "
+            "starts one) or set PATCHWARDEN_TEST_POSTGRES_URL"
+        )
+    name = f"pw_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_dsn(admin), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, query = admin.rpartition("/")
+    query = query.split("?", 1)
+    url = f"{base}/{name}" + (f"?{query[1]}" if len(query) > 1 else "")
+    open_database(url).dispose()
+    yield url
+    with psycopg.connect(_dsn(admin), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrating once is faster)."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    open_database(f"sqlite:///{path}").dispose()
+    return path
+
+
+def _truncate_all(database: Database) -> None:
+    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with database.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A clean, migrated database URL — once on SQLite, once on PostgreSQL."""
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        target = tmp_path / "patchwarden.db"
+        shutil.copyfile(template, target)
+        yield f"sqlite:///{target}"
+        return
+    url: str = request.getfixturevalue("postgres_url")
+    database = open_database(url, migrate=False)
+    try:
+        _truncate_all(database)
+    finally:
+        database.dispose()
+    yield url
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    """An open ``Database`` on a clean schema (SQLite and PostgreSQL)."""
+    database = open_database(db_url, migrate=False)
+    try:
+        yield database
+    finally:
+        database.dispose()
