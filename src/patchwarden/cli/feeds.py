@@ -23,6 +23,7 @@ from patchwarden.cli.common import (
     stderr,
     stdout,
 )
+from patchwarden.collect.osrelease import parse_os_release
 from patchwarden.core import ecosystems
 from patchwarden.feeds.importer import ImportReport, import_files
 from patchwarden.feeds.sync import (
@@ -173,12 +174,11 @@ def _default_osv_ecosystems(db: Database) -> list[str]:
             if eco
         }
     if not found:
-        from patchwarden.collect.osrelease import read_os_release
-
         try:
-            host = read_os_release()
-        except Exception:  # noqa: BLE001 - an unreadable os-release only loses the default
-            host = None
+            text = Path("/etc/os-release").read_text(encoding="utf-8")
+        except OSError:
+            text = ""  # an unreadable os-release only loses the default
+        host = parse_os_release(text) if text else None
         if host is not None and host.ecosystem:
             found.add(ecosystems.split(host.ecosystem)[0])
     return sorted(found)

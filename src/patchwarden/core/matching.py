@@ -45,11 +45,11 @@ class _Bucket:
     """Every interval of one (ecosystem, name, ordering), lazily turned into regions."""
 
     key: Callable[[str], Any]
+    problems: list[str]
     entries: list[_Entry] = field(default_factory=list)
     breakpoints: list[Any] | None = None
     spans: list[tuple[int, int]] = field(default_factory=list)
     regions: dict[int, tuple[int, ...]] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
 
     def _build(self) -> list[Any]:
         key = self.key
@@ -146,7 +146,7 @@ class AdvisoryIndex:
             if bucket.key is key:
                 break
         else:
-            bucket = _Bucket(key)
+            bucket = _Bucket(key, self.problems)
             buckets.append(bucket)
         bucket.entries.append(_Entry(advisory_id, ecosystem, interval, note))
         bucket.breakpoints = None

@@ -67,15 +67,11 @@ def feed_name(parsed: ParsedFeed) -> str:
     return "osv:" + ",".join(bases)
 
 
-def _record_count(parsed: ParsedFeed) -> int:
-    return len(parsed.advisories) + len(parsed.cvss) + len(parsed.kev) + len(parsed.epss)
-
-
 def write_parsed(session: Session, parsed: ParsedFeed, *, now: datetime) -> FeedImportResult:
     """Write one parsed feed in the caller's transaction and update its feed state."""
     name = feed_name(parsed)
     result = FeedImportResult(
-        feed=name, kind=parsed.kind, source=parsed.source, records=_record_count(parsed)
+        feed=name, kind=parsed.kind, source=parsed.source, records=parsed.count
     )
     if parsed.advisories:
         adv = import_advisories(session, parsed.advisories)
