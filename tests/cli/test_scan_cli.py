@@ -1,0 +1,168 @@
+"""The CLI as a user runs it: scan, explain, feeds, errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from patchwarden.cli.main import run
+from tests.support import data_file
+
+ALMA_INVENTORY = "rpm-inventories/go-rpmdb_Rockylinux9WithSQLite3.rpm-qa.txt"
+
+
+@pytest.fixture
+def cli_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A patchwarden home in tmp and the test database (SQLite and PostgreSQL)."""
+    monkeypatch.setenv("PATCHWARDEN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PATCHWARDEN_DATABASE_URL", db_url)
+    return tmp_path
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = run(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_scan_inventory_file_json_shape(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    alma = data_file("osv-almalinux/advisories/almalinux9")
+    kev = data_file("cisa-kev/known_exploited_vulnerabilities.json")
+    code, out, _ = cli(capsys, "feeds", "import", str(alma), str(kev), "--json")
+    assert code == 0
+    imported = json.loads(out)
+    assert {f["kind"] for f in imported["files"]} == {"osv", "kev"}
+
+    inventory = data_file(ALMA_INVENTORY)
+    code, out, _ = cli(
+        capsys,
+        "scan",
+        "--inventory",
+        str(inventory),
+        "--ecosystem",
+        "AlmaLinux:9",
+        "--hostname",
+        "rocky9",
+        "--criticality",
+        "5",
+        "--exposure",
+        "internet",
+        "--format",
+        "json",
+    )
+    assert code == 0
+    report = json.loads(out)
+    assert set(report) >= {"findings", "remediation", "unfixed", "host", "summary"}
+    assert report["host"]["hostname"] == "rocky9"
+    assert report["host"]["criticality"] == 5
+    assert report["findings"], "the real Rocky 9 inventory has known-vulnerable packages"
+    required = {
+        "package",
+        "installed_version",
+        "advisory_id",
+        "aliases",
+        "fixed_version",
+        "risk_score",
+        "priority",
+        "due_date",
+        "why",
+    }
+    for finding in report["findings"]:
+        assert required <= set(finding)
+        assert finding["priority"] in {"P1", "P2", "P3", "P4"}
+        assert finding["why"]
+    glibc = [f for f in report["findings"] if f["package"] == "glibc"]
+    assert glibc, "glibc 2.34-83.el9.7 predates several ALSA fixes"
+    assert all(f["installed_version"] == "2.34-83.el9.7" for f in glibc)
+    scores = [f["risk_score"] for f in report["findings"]]
+    assert scores == sorted(scores, reverse=True)
+    upgrade_targets = {u["package"]: u["target_version"] for u in report["remediation"]}
+    assert "glibc" in upgrade_targets
+
+
+def test_scan_fail_on_sets_the_exit_code(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cli(capsys, "feeds", "import", str(data_file("osv-almalinux/advisories/almalinux9")))
+    inventory = str(data_file(ALMA_INVENTORY))
+    args = ["scan", "-i", inventory, "-e", "AlmaLinux:9", "--hostname", "h", "-f", "csv"]
+    code, out, _ = cli(capsys, *args, "--fail-on", "P4")
+    assert code == 1
+    assert out.startswith("priority,risk_score,due_date,package")
+    code, _, _ = cli(capsys, *args, "--fail-on", "P1", "--criticality", "1")
+    assert code == 0  # no P1 on a low-criticality internal host without KEV/EPSS
+
+
+def test_scan_table_output_and_empty_database_banner(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inventory = str(data_file(ALMA_INVENTORY))
+    code, out, err = cli(capsys, "scan", "-i", inventory, "-e", "AlmaLinux:9", "--hostname", "t")
+    assert code == 0
+    assert "No vulnerability data imported yet" in err
+    assert "No open findings" in out
+
+
+def test_explain_shows_intel_and_affected_hosts(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli(
+        capsys,
+        "feeds",
+        "import",
+        str(data_file("osv-almalinux/advisories/almalinux9")),
+        str(data_file("cisa-kev/known_exploited_vulnerabilities.json")),
+    )
+    inventory = str(data_file(ALMA_INVENTORY))
+    code, out, _ = cli(
+        capsys, "scan", "-i", inventory, "-e", "AlmaLinux:9", "--hostname", "r9", "-f", "json"
+    )
+    finding = json.loads(out)["findings"][0]
+    code, out, _ = cli(capsys, "explain", finding["advisory_id"], "--json")
+    assert code == 0
+    explained = json.loads(out)
+    assert explained["advisories"][0]["id"] == finding["advisory_id"]
+    assert any(h["hostname"] == "r9" for h in explained["hosts"])
+    assert explained["hosts"][0]["risk_factors"]
+    # A KEV CVE with no advisory still explains from intel alone.
+    code, out, _ = cli(capsys, "explain", "CVE-2021-44228")
+    assert code == 0
+    assert "CISA KEV" in out
+
+
+def test_user_errors_print_one_line_and_exit_2(
+    cli_env: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = cli(capsys, "explain", "CVE-0000-0000")
+    assert code == 2
+    assert "nothing known about" in err
+    assert "Traceback" not in err
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    code, _, err = cli(capsys, "scan", "-i", str(empty))
+    assert code == 2
+    assert "Traceback" not in err
+    code, _, err = cli(capsys, "scan", "-i", str(data_file(ALMA_INVENTORY)), "-e", "Plan9")
+    assert code == 2
+    assert "unsupported ecosystem" in err
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"id": "X-1", "modified": "yesterday"}')
+    code, _, err = cli(capsys, "feeds", "import", str(broken))
+    assert code == 2
+    assert "broken.json" in err
+
+
+def test_feeds_status_json(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "feeds", "status", "--json")
+    assert code == 0
+    assert json.loads(out)["feeds"] == []
+    epss = data_file("vunnel-fixtures/tests/unit/providers/epss/test-fixtures/example-1.csv")
+    cli(capsys, "feeds", "import", str(epss))
+    code, out, _ = cli(capsys, "feeds", "status", "--json")
+    status = json.loads(out)
+    (feed,) = status["feeds"]
+    assert feed["feed"] == "epss"
+    assert feed["records"] == status["totals"]["cves_with_epss"] > 0
+    assert feed["age_seconds"] is not None
+    code, out, _ = cli(capsys, "feeds", "status")
+    assert "epss" in out
