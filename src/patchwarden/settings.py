@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from patchwarden.core.errors import ConfigError
@@ -68,8 +68,6 @@ class Settings(BaseSettings):
 
 def load_settings() -> Settings:
     """Read settings from the environment, turning validation errors into ConfigError."""
-    from pydantic import ValidationError
-
     try:
         return Settings()
     except ValidationError as exc:

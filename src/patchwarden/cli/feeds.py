@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from patchwarden.collect.osrelease import parse_os_release
 from patchwarden.core import ecosystems
 from patchwarden.feeds.importer import ImportReport, import_files
 from patchwarden.feeds.sync import (
+    NVD_API_URL,
     AlpineSecdbFeed,
     DebianTrackerFeed,
     EpssFeed,
@@ -45,7 +46,7 @@ from patchwarden.store.models import AssetRow, FeedState
 app = typer.Typer(help="Import, download and inspect vulnerability feeds.", no_args_is_help=True)
 
 
-class FeedFormat(str, Enum):
+class FeedFormat(StrEnum):
     """Feed formats ``feeds import --format`` accepts."""
 
     osv = "osv"
@@ -59,7 +60,7 @@ class FeedFormat(str, Enum):
     epss = "epss"
 
 
-class SyncFeed(str, Enum):
+class SyncFeed(StrEnum):
     """Feeds ``feeds sync --feed`` can download."""
 
     osv = "osv"
@@ -141,15 +142,15 @@ def import_command(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> int:
     """Import feed files. All files are validated first; any error imports nothing."""
-    with database() as db:
-        with stderr().status("parsing and importing…") if not as_json else _Null():
-            report = import_files(
-                db,
-                paths,
-                now=now(),
-                kind=feed_format.value if feed_format else None,
-                refresh=not no_refresh,
-            )
+    status = stderr().status("parsing and importing…") if not as_json else _Null()
+    with database() as db, status:
+        report = import_files(
+            db,
+            paths,
+            now=now(),
+            kind=feed_format.value if feed_format else None,
+            refresh=not no_refresh,
+        )
     if as_json:
         print_json(_import_json(report))
     else:
@@ -209,7 +210,7 @@ def sync_command(
         "", "--nvd-api-key", envvar="PATCHWARDEN_NVD_API_KEY", help="NVD API key (optional)."
     ),
     nvd_url: str = typer.Option(
-        NvdOptions.api_url, "--nvd-url", help="NVD CVE API 2.0 endpoint (for a mirror)."
+        NVD_API_URL, "--nvd-url", help="NVD CVE API 2.0 endpoint (for a mirror)."
     ),
     force: bool = typer.Option(False, "--force", help="Ignore ETags; download everything."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
@@ -321,21 +322,21 @@ def status_command(
         states = list(session.scalars(select(FeedState).order_by(FeedState.name)))
         by_source = count_advisories(session)
         intel = intel_counts(session)
-    feeds = [
-        {
-            "feed": s.name,
-            "kind": s.kind,
-            "source": s.source,
-            "records": s.records,
-            "last_import": s.last_import.isoformat() if s.last_import else None,
-            "last_sync": s.last_sync.isoformat() if s.last_sync else None,
-            "age_seconds": int((moment - (s.last_sync or s.last_import)).total_seconds())
-            if (s.last_sync or s.last_import)
-            else None,
-            "meta": s.meta,
-        }
-        for s in states
-    ]
+    feeds = []
+    for s in states:
+        seen = s.last_sync or s.last_import
+        feeds.append(
+            {
+                "feed": s.name,
+                "kind": s.kind,
+                "source": s.source,
+                "records": s.records,
+                "last_import": s.last_import.isoformat() if s.last_import else None,
+                "last_sync": s.last_sync.isoformat() if s.last_sync else None,
+                "age_seconds": int((moment - seen).total_seconds()) if seen else None,
+                "meta": s.meta,
+            }
+        )
     totals = {
         "advisories_by_source": by_source,
         "cves_with_cvss": intel["cvss"],

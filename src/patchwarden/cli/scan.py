@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from dataclasses import replace
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -24,13 +25,19 @@ from patchwarden.collect.local import collect_local
 from patchwarden.core import ecosystems
 from patchwarden.core.errors import ValidationFailed
 from patchwarden.core.model import PRIORITIES, Inventory
-from patchwarden.reports.scan import HostReport, report_to_csv, report_to_json, summary_counts
+from patchwarden.reports.scan import (
+    HostReport,
+    host_report,
+    report_to_csv,
+    report_to_json,
+    summary_counts,
+)
 from patchwarden.store.advisories import count_advisories
 from patchwarden.store.findings import refresh_findings
 from patchwarden.store.inventory import record_inventory
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     """Output formats of ``scan``."""
 
     table = "table"
@@ -38,14 +45,14 @@ class OutputFormat(str, Enum):
     csv = "csv"
 
 
-class Exposure(str, Enum):
+class Exposure(StrEnum):
     """Asset exposure choices."""
 
     internet = "internet"
     internal = "internal"
 
 
-class DataClass(str, Enum):
+class DataClass(StrEnum):
     """Data classification choices."""
 
     public = "public"
@@ -54,7 +61,7 @@ class DataClass(str, Enum):
     restricted = "restricted"
 
 
-class FailOn(str, Enum):
+class FailOn(StrEnum):
     """Priority thresholds for ``--fail-on``."""
 
     P1 = "P1"
@@ -130,8 +137,6 @@ def scan(
             data_class=data_class.value if data_class else None,
         )
         refreshed = refresh_findings(session, now=moment, asset_ids=[asset_id])
-        from patchwarden.reports.scan import host_report
-
         report = host_report(
             session,
             asset_id,
@@ -159,8 +164,6 @@ def scan(
 
 
 def _renamed(inv: Inventory, hostname: str) -> Inventory:
-    from dataclasses import replace
-
     return replace(inv, hostname=hostname)
 
 

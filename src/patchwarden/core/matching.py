@@ -263,10 +263,7 @@ def _make_match(
             why=f"{name} {version} is listed as an affected version in {advisory_id}",
         )
     iv = entry.interval
-    why = (
-        f"{name} {version} is in {iv.describe()} of {advisory_id} "
-        f"for {entry.ecosystem}"
-    )
+    why = f"{name} {version} is in {iv.describe()} of {advisory_id} for {entry.ecosystem}"
     if entry.note:
         why += f" ({entry.note})"
     return Match(

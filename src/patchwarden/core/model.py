@@ -208,9 +208,7 @@ class Inventory:
         if self.os is not None:
             digest.update(f"{self.os.ecosystem}|{self.os.id}|{self.os.version_id}\n".encode())
         digest.update(f"{self.kernel}|{self.reboot_required}\n".encode())
-        for pkg in sorted(
-            self.packages, key=lambda p: (p.ecosystem, p.name, p.arch, p.version)
-        ):
+        for pkg in sorted(self.packages, key=lambda p: (p.ecosystem, p.name, p.arch, p.version)):
             digest.update(
                 f"{pkg.ecosystem}|{pkg.name}|{pkg.version}|{pkg.arch}|"
                 f"{pkg.source_name}|{pkg.source_version}\n".encode()

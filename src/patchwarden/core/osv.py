@@ -85,9 +85,9 @@ def includes(ecosystem: str, version: str, rng: AffectedRange) -> bool:
     for evt in _sorted_events(rng.events, key):
         if evt.kind == "introduced" and (evt.version == "0" or v >= key(evt.version)):
             affected = True
-        elif evt.kind == "fixed" and v >= key(evt.version):
-            affected = False
-        elif evt.kind == "last_affected" and v > key(evt.version):
+        elif (evt.kind == "fixed" and v >= key(evt.version)) or (
+            evt.kind == "last_affected" and v > key(evt.version)
+        ):
             affected = False
     return affected
 
@@ -167,8 +167,7 @@ def flatten_affected(advisory_id: str, affected: Affected) -> FlatAffected:
             intervals.extend(flatten(affected.ecosystem, rng))
         except ValidationFailed as exc:
             problems.append(
-                f"{advisory_id}: {affected.ecosystem} {affected.name} range {index} "
-                f"skipped: {exc}"
+                f"{advisory_id}: {affected.ecosystem} {affected.name} range {index} skipped: {exc}"
             )
     return FlatAffected(
         ecosystem=affected.ecosystem,

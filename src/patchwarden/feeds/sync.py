@@ -58,7 +58,10 @@ class Download:
 class FeedSource(Protocol):
     """A vulnerability feed that can be synced."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The feed-state name (``osv:PyPI``, ``kev``, …)."""
+        ...
 
     def downloads(self) -> list[Download]:
         """The files to fetch."""

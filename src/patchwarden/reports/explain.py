@@ -108,9 +108,7 @@ def _intel_json(intel: VulnIntel) -> dict[str, Any]:
 def explain_id(session: Session, ident: str) -> Explanation | None:
     """Explain an advisory id or CVE id; None when nothing at all is known about it."""
     advisories = find_advisory(session, ident)
-    cve_ids = dict.fromkeys(
-        [ident.upper()] if ident.upper().startswith("CVE-") else []
-    )
+    cve_ids = dict.fromkeys([ident.upper()] if ident.upper().startswith("CVE-") else [])
     for adv in advisories:
         cve_ids.update(dict.fromkeys(adv.cve_ids))
     intel_map = get_intel(session, cve_ids)

@@ -255,7 +255,7 @@ def report_to_json(report: HostReport) -> dict[str, Any]:
 def summary_counts(report: HostReport) -> dict[str, Any]:
     """Counts per priority, overdue and unfixed."""
     today = report.generated_at.date()
-    by_priority = {p: 0 for p in ("P1", "P2", "P3", "P4")}
+    by_priority = dict.fromkeys(("P1", "P2", "P3", "P4"), 0)
     for d in report.findings:
         by_priority[d.risk.priority] += 1
     return {

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from patchwarden.core import ecosystems
@@ -22,6 +22,7 @@ from patchwarden.store.models import (
     AffectedVersionRow,
     PackageRow,
     PackageVuln,
+    table_of,
 )
 
 NameKey = tuple[str, str]
@@ -160,19 +161,19 @@ def import_advisories(session: Session, advisories: Sequence[Advisory]) -> Advis
 
     if to_update:
         ids = [row_id for row_id, _ in to_update]
-        for batch in chunks(ids):
+        for id_batch in chunks(ids):
             for eco, name in session.execute(
                 select(AffectedRangeRow.ecosystem, AffectedRangeRow.name)
-                .where(AffectedRangeRow.advisory_id.in_(batch))
+                .where(AffectedRangeRow.advisory_id.in_(id_batch))
                 .union(
                     select(AffectedVersionRow.ecosystem, AffectedVersionRow.name).where(
-                        AffectedVersionRow.advisory_id.in_(batch)
+                        AffectedVersionRow.advisory_id.in_(id_batch)
                     )
                 )
             ):
                 result.touched.add(_name_key(eco, name))
             for model in (AffectedRangeRow, AffectedVersionRow, AdvisoryAlias):
-                session.execute(delete(model).where(model.advisory_id.in_(batch)))
+                session.execute(delete(model).where(model.advisory_id.in_(id_batch)))
         for row_id, advisory in to_update:
             session.execute(
                 update(AdvisoryRow).where(AdvisoryRow.id == row_id).values(**_row_values(advisory))
@@ -180,10 +181,10 @@ def import_advisories(session: Session, advisories: Sequence[Advisory]) -> Advis
         result.updated = len(to_update)
 
     new_ids: dict[str, int] = {}
-    for batch in chunks(to_insert, 500):
+    for adv_batch in chunks(to_insert, 500):
         rows = session.execute(
-            AdvisoryRow.__table__.insert().returning(AdvisoryRow.id, AdvisoryRow.ext_id),
-            [_row_values(a) for a in batch],
+            table_of(AdvisoryRow).insert().returning(AdvisoryRow.id, AdvisoryRow.ext_id),
+            [_row_values(a) for a in adv_batch],
         )
         for row_id, ext_id in rows:
             new_ids[ext_id] = row_id
@@ -225,13 +226,13 @@ def import_advisories(session: Session, advisories: Sequence[Advisory]) -> Advis
 
     insert_rows(
         session,
-        AdvisoryAlias.__table__,  # type: ignore[arg-type]
+        AdvisoryAlias,
         ("advisory_id", "alias"),
         alias_rows,
     )
     insert_rows(
         session,
-        AffectedRangeRow.__table__,  # type: ignore[arg-type]
+        AffectedRangeRow,
         (
             "advisory_id",
             "ecosystem",
@@ -247,7 +248,7 @@ def import_advisories(session: Session, advisories: Sequence[Advisory]) -> Advis
     )
     insert_rows(
         session,
-        AffectedVersionRow.__table__,  # type: ignore[arg-type]
+        AffectedVersionRow,
         ("advisory_id", "ecosystem", "name", "version"),
         version_rows,
     )
@@ -282,9 +283,11 @@ def invalidate_matches(session: Session, touched: Iterable[NameKey]) -> int:
                     )
                 )
             )
-    for batch in chunks(sorted(package_ids)):
-        session.execute(delete(PackageVuln).where(PackageVuln.package_id.in_(batch)))
-        session.execute(update(PackageRow).where(PackageRow.id.in_(batch)).values(matched_at=None))
+    for pid_batch in chunks(sorted(package_ids)):
+        session.execute(delete(PackageVuln).where(PackageVuln.package_id.in_(pid_batch)))
+        session.execute(
+            update(PackageRow).where(PackageRow.id.in_(pid_batch)).values(matched_at=None)
+        )
     return len(package_ids)
 
 
@@ -361,11 +364,5 @@ def load_index(session: Session, names: Iterable[str] | None = None) -> Advisory
 
 def count_advisories(session: Session) -> dict[str, int]:
     """Advisory counts per source feed."""
-    from sqlalchemy import func
-
-    return {
-        source: count
-        for source, count in session.execute(
-            select(AdvisoryRow.source, func.count()).group_by(AdvisoryRow.source)
-        )
-    }
+    rows = session.execute(select(AdvisoryRow.source, func.count()).group_by(AdvisoryRow.source))
+    return dict(rows.tuples().all())

@@ -11,8 +11,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Table, insert
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
+
+from patchwarden.store.models import Base, table_of
 
 T = TypeVar("T")
 
@@ -33,9 +35,10 @@ def chunks(items: Sequence[T] | Iterable[T], size: int = CHUNK) -> Iterator[list
 
 
 def insert_rows(
-    session: Session, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+    session: Session, model: type[Base], columns: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> int:
     """Insert many rows (tuples in ``columns`` order) in the session's transaction."""
+    table = table_of(model)
     connection = session.connection()
     count = 0
     if connection.dialect.name == "postgresql":
@@ -46,20 +49,21 @@ def insert_rows(
         # COPY bypasses SQLAlchemy's type processing: store aware datetimes as naive UTC,
         # exactly what UtcDateTime does for ordinary statements.
         utc_columns = [
-            i for i, name in enumerate(columns) if type(table.c[name].type).__name__ == "UtcDateTime"
+            i
+            for i, name in enumerate(columns)
+            if type(table.c[name].type).__name__ == "UtcDateTime"
         ]
-        with raw.cursor() as cursor, cursor.copy(
-            f'COPY "{table.name}" ({column_list}) FROM STDIN'
-        ) as copy:
+        cursor: Any = raw.cursor()
+        with cursor, cursor.copy(f'COPY "{table.name}" ({column_list}) FROM STDIN') as copy:
             for row in rows:
+                values: Sequence[Any] = row
                 if utc_columns:
                     values = list(row)
                     for i in utc_columns:
                         value = values[i]
                         if isinstance(value, datetime) and value.tzinfo is not None:
                             values[i] = value.astimezone(UTC).replace(tzinfo=None)
-                    row = values
-                copy.write_row(row)
+                copy.write_row(values)
                 count += 1
         return count
     statement = insert(table)

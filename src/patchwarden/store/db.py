@@ -12,6 +12,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -58,8 +61,6 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 
 def alembic_config(engine: Engine) -> Any:
     """An Alembic Config pointing at patchwarden's migrations and this engine."""
-    from alembic.config import Config
-
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["engine"] = engine
@@ -68,8 +69,6 @@ def alembic_config(engine: Engine) -> Any:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Apply migrations up to ``revision`` (idempotent)."""
-    from alembic import command
-
     try:
         with engine.begin() as connection:
             if is_sqlite(engine):
@@ -87,8 +86,6 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def current_revision(engine: Engine) -> str | None:
     """The schema revision the database is at, or None when it was never migrated."""
-    from alembic.runtime.migration import MigrationContext
-
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 

@@ -39,6 +39,7 @@ from patchwarden.store.models import (
     FindingRow,
     PackageRow,
     PackageVuln,
+    table_of,
 )
 
 #: Above this many distinct names, loading the whole index beats filtering by name.
@@ -125,7 +126,7 @@ def match_pending(
     advisory_ids = _advisory_row_ids(session, {m.advisory_id for _, m in found})
     insert_rows(
         session,
-        PackageVuln.__table__,  # type: ignore[arg-type]
+        PackageVuln,
         ("package_id", "advisory_id", "fixed_version", "matched_name", "matched_version", "why"),
         (
             (pid, advisory_ids[m.advisory_id], m.fixed_version, m.name, m.version, m.why)
@@ -238,12 +239,12 @@ def refresh_findings(
     desired: list[tuple[int, int, int]] = []
     existing: dict[tuple[int, int, int], tuple[Any, ...]] = {}
     if asset_ids is None:
-        desired = [tuple(r) for r in session.execute(desired_query)]  # type: ignore[misc]
+        desired = [tuple(r) for r in session.execute(desired_query)]
         existing = {(r[1], r[2], r[3]): tuple(r) for r in session.execute(existing_query)}
     else:
         for batch in chunks(sorted(contexts)):
             desired.extend(
-                tuple(r)  # type: ignore[misc]
+                tuple(r)
                 for r in session.execute(desired_query.where(AssetPackage.asset_id.in_(batch)))
             )
             existing.update(
@@ -295,12 +296,14 @@ def refresh_findings(
 
     for key, old in existing.items():
         if key not in seen and old[4] not in ("fixed",) and old[4] not in _MANAGED_STATES:
-            changes.append({"row_id": old[0], **_full_change(old, {"state": "fixed", "resolved_at": now})})
+            changes.append(
+                {"row_id": old[0], **_full_change(old, {"state": "fixed", "resolved_at": now})}
+            )
             result.resolved += 1
 
     result.new = insert_rows(
         session,
-        FindingRow.__table__,  # type: ignore[arg-type]
+        FindingRow,
         (
             "asset_id",
             "package_id",
@@ -315,9 +318,10 @@ def refresh_findings(
         new_rows,
     )
     if changes:
+        finding_table = table_of(FindingRow)
         statement = (
-            update(FindingRow.__table__)
-            .where(FindingRow.__table__.c.id == bindparam("row_id"))
+            update(finding_table)
+            .where(finding_table.c.id == bindparam("row_id"))
             .values(
                 state=bindparam("state"),
                 resolved_at=bindparam("resolved_at"),
@@ -326,8 +330,8 @@ def refresh_findings(
                 due_date=bindparam("due_date"),
             )
         )
-        for batch in chunks(changes, 5000):
-            session.connection().execute(statement, batch)
+        for change_batch in chunks(changes, 5000):
+            session.connection().execute(statement, change_batch)
     return result
 
 

@@ -13,16 +13,18 @@ from sqlalchemy.orm import Session
 
 from patchwarden.core.model import CvssScore, EpssScore, KevEntry, VulnIntel
 from patchwarden.store.bulk import chunks
-from patchwarden.store.models import VulnIntelRow
+from patchwarden.store.models import VulnIntelRow, table_of
 
 
-def _upsert(session: Session, rows: Sequence[dict[str, Any]], update_columns: Sequence[str]) -> None:
+def _upsert(
+    session: Session, rows: Sequence[dict[str, Any]], update_columns: Sequence[str]
+) -> None:
     """INSERT … ON CONFLICT (cve_id) DO UPDATE the given columns, in batches."""
     if not rows:
         return
     dialect = session.connection().dialect.name
     insert_fn = pg_insert if dialect == "postgresql" else sqlite_insert
-    table = VulnIntelRow.__table__
+    table = table_of(VulnIntelRow)
     for batch in chunks(rows, 2000):
         statement = insert_fn(table)
         statement = statement.on_conflict_do_update(
@@ -61,9 +63,7 @@ def _score_from_json(item: Sequence[Any]) -> CvssScore:
     return CvssScore(version, vector, float(base), severity, source)
 
 
-def upsert_cvss(
-    session: Session, entries: Sequence[tuple[str, Sequence[CvssScore], str]]
-) -> int:
+def upsert_cvss(session: Session, entries: Sequence[tuple[str, Sequence[CvssScore], str]]) -> int:
     """Merge CVSS vectors given as (cve_id, scores, description).
 
     A source's new vectors replace that source's old ones; other sources' stay.

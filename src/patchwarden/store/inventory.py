@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from patchwarden.core.errors import NotFound
 from patchwarden.core.model import AssetContext, InstalledPackage, Inventory
 from patchwarden.store.bulk import chunks, insert_rows
-from patchwarden.store.models import AssetPackage, AssetRow, PackageRow
+from patchwarden.store.models import AssetPackage, AssetRow, PackageRow, table_of
 
 PackageIdentity = tuple[str, str, str, str, str, str]
 
@@ -57,12 +57,14 @@ class PackageIds:
                         PackageRow.source_version,
                     ).where(PackageRow.name.in_(batch))
                 ):
-                    self._ids[tuple(row[1:])] = row[0]  # type: ignore[assignment]
+                    self._ids[tuple(row[1:])] = row[0]
             still = sorted(key for key in missing if key not in self._ids)
             columns = ("ecosystem", "name", "version", "arch", "source_name", "source_version")
-            for batch in chunks(still, 500):
+            for key_batch in chunks(still, 500):
                 rows = session.execute(
-                    PackageRow.__table__.insert().returning(
+                    table_of(PackageRow)
+                    .insert()
+                    .returning(
                         PackageRow.id,
                         PackageRow.ecosystem,
                         PackageRow.name,
@@ -71,10 +73,10 @@ class PackageIds:
                         PackageRow.source_name,
                         PackageRow.source_version,
                     ),
-                    [dict(zip(columns, key, strict=True)) for key in batch],
+                    [dict(zip(columns, key, strict=True)) for key in key_batch],
                 )
                 for row in rows:
-                    self._ids[tuple(row[1:])] = row[0]  # type: ignore[assignment]
+                    self._ids[tuple(row[1:])] = row[0]
         return [self._ids[key] for key in wanted]
 
 
@@ -176,7 +178,7 @@ def record_inventory(
         )
     insert_rows(
         session,
-        AssetPackage.__table__,  # type: ignore[arg-type]
+        AssetPackage,
         ("asset_id", "package_id"),
         ((asset.id, pid) for pid in sorted(wanted - current)),
     )

@@ -16,7 +16,7 @@ The models mirror DESIGN.md's data model. Notes on shape:
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, ClassVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -29,6 +29,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -59,7 +60,12 @@ class UtcDateTime(TypeDecorator[datetime]):
 class Base(DeclarativeBase):
     """Declarative base for all patchwarden tables."""
 
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core ``Table`` of a mapped class (typed, for bulk statements)."""
+    return cast(Table, model.__table__)
 
 
 # ----------------------------------------------------------------------------- feeds
@@ -224,7 +230,12 @@ class PackageRow(Base):
     __tablename__ = "package"
     __table_args__ = (
         UniqueConstraint(
-            "ecosystem", "name", "version", "arch", "source_name", "source_version",
+            "ecosystem",
+            "name",
+            "version",
+            "arch",
+            "source_name",
+            "source_version",
             name="uq_package_identity",
         ),
     )
