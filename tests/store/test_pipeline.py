@@ -275,3 +275,27 @@ def test_package_rows_are_shared_between_assets(db: Database) -> None:
         record_inventory(s, inventory(pkg("bash", "5.2-1"), host="b"), now=T0)
         count = s.scalar(select(func.count()).select_from(PackageRow))
     assert count == 1
+
+
+def test_timestampless_feeds_only_rewrite_changed_content(db: Database) -> None:
+    """Debian tracker / DSA / secdb records carry the import time as ``modified``."""
+    with db.session() as s:
+        import_advisories(s, [dsa("DSA-1-1", "openssl", "3.0.11-1")])
+    later = T0 + timedelta(days=1)
+    with db.session() as s:
+        same = import_advisories(s, [dsa("DSA-1-1", "openssl", "3.0.11-1", modified=later)])
+        changed = import_advisories(s, [dsa("DSA-1-1", "openssl", "3.0.12-1", modified=later)])
+    assert (same.updated, same.unchanged, same.touched) == (0, 1, set())
+    assert changed.updated == 1
+
+
+def test_schema_matches_the_models(db: Database) -> None:
+    """The migrations produce exactly the schema the ORM models describe."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from patchwarden.store.models import Base
+
+    with db.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []

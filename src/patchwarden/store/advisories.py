@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -98,8 +100,16 @@ def row_to_advisory(row: AdvisoryRow) -> Advisory:
     )
 
 
-def _row_values(advisory: Advisory) -> dict[str, Any]:
-    return {
+def content_hash(advisory: Advisory) -> str:
+    """sha256 of an advisory's content, ``modified`` excluded."""
+    values = _row_values(advisory, with_hash=False)
+    del values["modified"]
+    encoded = orjson.dumps(values, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha256(encoded).hexdigest()
+
+
+def _row_values(advisory: Advisory, *, with_hash: bool = True) -> dict[str, Any]:
+    values = {
         "ext_id": advisory.id,
         "source": advisory.source,
         "aliases": list(advisory.aliases),
@@ -114,6 +124,9 @@ def _row_values(advisory: Advisory) -> dict[str, Any]:
         "references": list(advisory.references),
         "affected": affected_to_json(advisory.affected),
     }
+    if with_hash:
+        values["content_hash"] = content_hash(advisory)
+    return values
 
 
 def _name_key(ecosystem: str, name: str) -> NameKey:
@@ -124,7 +137,11 @@ def _name_key(ecosystem: str, name: str) -> NameKey:
 
 
 def import_advisories(session: Session, advisories: Sequence[Advisory]) -> AdvisoryImportResult:
-    """Write advisories that are new or more recently modified than the stored copy.
+    """Write advisories that are new, or more recently modified *and* different.
+
+    Content is compared through a hash of everything but ``modified``, so feeds that
+    carry no timestamps (the Debian tracker, DSA lists, Alpine secdb stamp the import
+    time) only rewrite — and re-match — what really changed.
 
     Runs inside the caller's transaction: the caller commits the whole feed or nothing.
     Ranges whose versions cannot be parsed are reported in ``problems`` and left out;
@@ -139,14 +156,14 @@ def import_advisories(session: Session, advisories: Sequence[Advisory]) -> Advis
         if held is None or advisory.modified > held.modified:
             latest[advisory.id] = advisory
 
-    existing: dict[str, tuple[int, datetime]] = {}
+    existing: dict[str, tuple[int, datetime, str]] = {}
     for batch in chunks(list(latest)):
-        for row_id, ext_id, modified in session.execute(
-            select(AdvisoryRow.id, AdvisoryRow.ext_id, AdvisoryRow.modified).where(
-                AdvisoryRow.ext_id.in_(batch)
-            )
+        for row_id, ext_id, modified, digest in session.execute(
+            select(
+                AdvisoryRow.id, AdvisoryRow.ext_id, AdvisoryRow.modified, AdvisoryRow.content_hash
+            ).where(AdvisoryRow.ext_id.in_(batch))
         ):
-            existing[ext_id] = (row_id, modified)
+            existing[ext_id] = (row_id, modified, digest)
 
     to_insert: list[Advisory] = []
     to_update: list[tuple[int, Advisory]] = []
@@ -154,7 +171,7 @@ def import_advisories(session: Session, advisories: Sequence[Advisory]) -> Advis
         stored = existing.get(ext_id)
         if stored is None:
             to_insert.append(advisory)
-        elif advisory.modified > stored[1]:
+        elif advisory.modified > stored[1] and content_hash(advisory) != stored[2]:
             to_update.append((stored[0], advisory))
         else:
             result.unchanged += 1

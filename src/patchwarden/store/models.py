@@ -110,6 +110,8 @@ class AdvisoryRow(Base):
     database_severity: Mapped[str] = mapped_column(String(40), default="")
     references: Mapped[list[Any]] = mapped_column(default=list)
     affected: Mapped[list[Any]] = mapped_column(default=list)
+    # sha256 of the content without ``modified``: skips rewriting unchanged records.
+    content_hash: Mapped[str] = mapped_column(String(64), default="")
 
 
 class AdvisoryAlias(Base):

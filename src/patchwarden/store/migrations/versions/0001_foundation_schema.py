@@ -36,6 +36,7 @@ def upgrade() -> None:
         sa.Column("database_severity", sa.String(length=40), nullable=False),
         sa.Column("references", sa.JSON(), nullable=False),
         sa.Column("affected", sa.JSON(), nullable=False),
+        sa.Column("content_hash", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("ext_id"),
     )
