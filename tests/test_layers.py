@@ -86,9 +86,12 @@ def test_component_imports_respect_the_layers(component: str) -> None:
             if top == "patchwarden":
                 if not any(name == p or name.startswith(p + ".") for p in allowed_internal):
                     problems.append(f"{module} imports {name}")
-            elif top not in sys.stdlib_module_names and top != "__future__":
-                if top not in allowed_external:
-                    problems.append(f"{module} imports third-party {name}")
+            elif (
+                top not in sys.stdlib_module_names
+                and top != "__future__"
+                and top not in allowed_external
+            ):
+                problems.append(f"{module} imports third-party {name}")
     assert not problems, "layering violations:\n" + "\n".join(problems)
 
 

@@ -113,7 +113,7 @@ events_st = st.lists(
     min_size=1,
     max_size=7,
 ).map(
-    lambda evs: [("introduced", "0")] + evs if not any(k == "introduced" for k, _ in evs) else evs
+    lambda evs: [("introduced", "0"), *evs] if not any(k == "introduced" for k, _ in evs) else evs
 )
 
 

@@ -85,9 +85,11 @@ def test_publisher_rating_stands_in_without_cvss() -> None:
 def test_advisory_own_vector_used_only_without_intel() -> None:
     own = [score_vector(CRITICAL_V31, source="advisory")]
     alone = risk.summarize([], advisory_cvss=own)
-    assert alone.cvss is not None and alone.cvss.base_score == pytest.approx(9.8)
+    assert alone.cvss is not None
+    assert alone.cvss.base_score == pytest.approx(9.8)
     with_intel = risk.summarize([intel("CVE-1", MEDIUM_V31)], advisory_cvss=own)
-    assert with_intel.cvss is not None and with_intel.cvss.base_score == pytest.approx(4.2)
+    assert with_intel.cvss is not None
+    assert with_intel.cvss.base_score == pytest.approx(4.2)
 
 
 def test_criticality_is_validated() -> None:

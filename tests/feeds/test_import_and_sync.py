@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from sqlalchemy import func, select
@@ -58,7 +59,9 @@ def test_import_real_almalinux_zip_and_kev_epss(db: Database, tmp_path: Path) ->
         state = s.get(FeedState, "osv:AlmaLinux")
     assert counts["kev"] == 1404
     assert counts["epss"] == kinds["epss"].intel > 0
-    assert state is not None and state.records == 200 and state.last_import == NOW
+    assert state is not None
+    assert state.records == 200
+    assert state.last_import == NOW
 
 
 def test_corrupt_file_imports_nothing_and_keeps_previous_data(db: Database, tmp_path: Path) -> None:
@@ -93,9 +96,9 @@ def test_wrong_forced_format_is_refused(db: Database) -> None:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    requests: list[tuple[str, str]] = []
+    requests: ClassVar[list[tuple[str, str]]] = []
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         return
 
     def do_GET(self) -> None:
@@ -146,10 +149,13 @@ def test_sync_from_http_mirror_is_conditional(
     assert [o.status for o in report.outcomes] == ["updated"] * 3
     assert report.imported is not None
     assert advisory_count(db) == 80
-    assert seen and seen[-1][1] == seen[-1][2]  # progress reached the full size
+    assert seen
+    assert seen[-1][1] == seen[-1][2]
     with db.session() as s:
         state = s.get(FeedState, "osv:AlmaLinux")
-        assert state is not None and state.last_sync == NOW and state.last_modified_header
+        assert state is not None
+        assert state.last_sync == NOW
+        assert state.last_modified_header
 
     # Second sync: the server answers 304 Not Modified to If-Modified-Since.
     _QuietHandler.requests = []

@@ -227,7 +227,8 @@ def test_intel_drives_score_priority_and_kev_due_date(db: Database) -> None:
         replace_epss(s, [("CVE-2023-1", EpssScore(0.9, 0.99, date(2026, 1, 4), "v2025"))])
         replace_kev(s, [KevEntry("CVE-2023-1", date(2025, 12, 1), date(2025, 12, 22))])
         intel = get_intel(s, ["CVE-2023-1"])["CVE-2023-1"]
-        assert intel.kev is not None and intel.epss is not None
+        assert intel.kev is not None
+        assert intel.epss is not None
         rescored = refresh_findings(s, now=T0 + timedelta(hours=1))
     assert rescored.rescored == 1
     (after,) = open_findings(db, asset_id).values()

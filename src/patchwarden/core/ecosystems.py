@@ -9,12 +9,12 @@ Unknown ecosystems raise ``UnsupportedEcosystem`` — they are never silently sk
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from patchwarden.core.errors import UnsupportedEcosystem
+from patchwarden.core.values import value
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class EcosystemInfo:
     """How one OSV base ecosystem behaves.
 

@@ -9,9 +9,11 @@ identity, so that database uniqueness behaves the same on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import date, datetime
 from typing import Literal, NewType
+
+from patchwarden.core.values import value
 
 AdvisoryId = NewType("AdvisoryId", str)
 CveId = NewType("CveId", str)
@@ -30,7 +32,7 @@ PRIORITIES: tuple[Priority, ...] = ("P1", "P2", "P3", "P4")
 # --------------------------------------------------------------------------- advisories
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Event:
     """One OSV range event: ``introduced``, ``fixed``, ``last_affected`` or ``limit``."""
 
@@ -38,7 +40,7 @@ class Event:
     version: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class AffectedRange:
     """An OSV ``ranges[]`` entry. GIT ranges are kept but never match package versions."""
 
@@ -46,7 +48,7 @@ class AffectedRange:
     events: tuple[Event, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Severity:
     """An OSV ``severity[]`` entry: ``type`` is CVSS_V2/CVSS_V3/CVSS_V4/Ubuntu/…"""
 
@@ -54,7 +56,7 @@ class Severity:
     score: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Affected:
     """One affected package of an advisory, in one exact OSV ecosystem.
 
@@ -70,7 +72,7 @@ class Affected:
     note: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Advisory:
     """An OSV-shaped advisory, whatever feed it came from.
 
@@ -107,7 +109,7 @@ class Advisory:
 # ------------------------------------------------------------------------ vuln intel
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class CvssScore:
     """A CVSS vector with its computed base score. ``version`` is 2.0/3.0/3.1/4.0."""
 
@@ -118,7 +120,7 @@ class CvssScore:
     source: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class EpssScore:
     """FIRST EPSS probability of exploitation in the next 30 days."""
 
@@ -128,7 +130,7 @@ class EpssScore:
     model_version: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class KevEntry:
     """A CISA Known Exploited Vulnerabilities catalog entry."""
 
@@ -142,7 +144,7 @@ class KevEntry:
     required_action: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class VulnIntel:
     """Everything known about one CVE beyond the advisories that name it."""
 
@@ -156,7 +158,7 @@ class VulnIntel:
 # ------------------------------------------------------------------------- inventory
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class OsInfo:
     """What /etc/os-release (or an inventory) says about the operating system.
 
@@ -174,7 +176,7 @@ class OsInfo:
     family: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class InstalledPackage:
     """One installed package. ``version`` is the full native version (with epoch and
     release for rpm, e.g. ``1:3.0.7-27.el9``); source fields are ``""`` when unknown."""
@@ -187,7 +189,7 @@ class InstalledPackage:
     source_version: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Inventory:
     """A host's software inventory. ``problems`` lists skipped bad lines with their
     location: bad data is reported, it does not abort the whole inventory."""
@@ -219,7 +221,7 @@ class Inventory:
 # --------------------------------------------------------------------------- matching
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Match:
     """One advisory affecting one (ecosystem, name, version) triple, with the reason.
 
@@ -236,7 +238,7 @@ class Match:
     why: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class AssetContext:
     """Business context that raises or lowers risk for one asset."""
 
@@ -245,7 +247,7 @@ class AssetContext:
     data_class: DataClass = "internal"
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class RiskFactor:
     """One term of a risk score, shown to users as is."""
 
@@ -254,7 +256,7 @@ class RiskFactor:
     effect: str
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class RiskScore:
     """An explainable risk score (0-100) with its priority bucket."""
 

@@ -8,10 +8,13 @@ algorithm, written straight from the specification.
 
 For matching at scale the walk is done once per range, at import time: ``flatten``
 turns a range into the disjoint intervals it describes (``Interval``), which are
-stored and indexed. The two are equivalent; a property test holds them to it.
+stored and indexed.
 
-Ties between events at the same version are ordered ``introduced`` first, so a range
-``introduced X, fixed X`` affects nothing (the specification leaves this unspecified).
+The specification leaves the order of events at the *same* version open; patchwarden
+sorts ``introduced`` before ``fixed`` before ``last_affected``. With that order the
+flattened intervals equal the specification's walk for every version, including the
+boundary itself (``introduced X, fixed X`` affects nothing; a ``fixed X`` beside a
+``last_affected X`` wins). A hypothesis property test holds the two to this.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from patchwarden.core import versions
 from patchwarden.core.errors import ValidationFailed
 from patchwarden.core.model import Affected, AffectedRange, Event
 
-_KIND_ORDER = {"introduced": 0, "last_affected": 1, "fixed": 1, "limit": 2}
+_KIND_ORDER = {"introduced": 0, "fixed": 1, "last_affected": 2, "limit": 3}
 
 
 @dataclass(frozen=True, slots=True)
