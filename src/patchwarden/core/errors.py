@@ -16,7 +16,9 @@ one clear message in one place. Adapters translate library errors with
     ├── BackendError             a package manager or host action failed
     ├── NotFound                 a named object does not exist
     ├── Conflict                 the request clashes with the current state
+    ├── RateLimited              too many attempts; retry later
     └── PermissionDenied         the caller may not do this
+        └── AuthenticationRequired  the caller is not (or no longer) signed in
 """
 
 from __future__ import annotations
@@ -130,3 +132,15 @@ class Conflict(PatchwardenError):
 
 class PermissionDenied(PatchwardenError):
     """The caller is not allowed to do this."""
+
+
+class AuthenticationRequired(PermissionDenied):
+    """No valid credentials were presented (or they were revoked or expired)."""
+
+
+class RateLimited(PatchwardenError):
+    """Too many attempts in a window; ``retry_after`` says when to try again (seconds)."""
+
+    def __init__(self, message: str, *, retry_after: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after

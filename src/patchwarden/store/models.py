@@ -221,6 +221,7 @@ class AssetRow(Base):
     source: Mapped[str] = mapped_column(String(40), default="scan")
     status: Mapped[str] = mapped_column(String(30), default="managed")
     reboot_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    uptime_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
     inventory_hash: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     last_seen: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

@@ -21,6 +21,8 @@ Keys are cached per scheme and version string, invalid outcomes included, so a m
 pays for each distinct version once. ``key_function`` hands out the cached function for
 hot loops; ``sort_key`` and ``compare`` are the one-off forms.
 
+Versions longer than ``MAX_LENGTH`` (256) characters are rejected in every scheme.
+
 OSV's ``introduced: "0"`` ("since the first version") is the caller's business. ``"0"``
 still parses where the native tool accepts it (dpkg, rpm, apk, PEP 440), but not as
 SemVer, where it is not a version.
@@ -34,14 +36,16 @@ from collections.abc import Callable
 from patchwarden.core import ecosystems
 from patchwarden.core.errors import InvalidVersion, UnsupportedEcosystem
 from patchwarden.core.versions import apk, dpkg, pep440, rpm, semver
-from patchwarden.core.versions._keys import VersionKey
+from patchwarden.core.versions._keys import MAX_LENGTH, VersionKey
 from patchwarden.core.versions.rpm import rpmvercmp
 
 __all__ = [
     "CACHE_SIZE",
+    "MAX_LENGTH",
     "SCHEMES",
     "VersionKey",
     "cache_clear",
+    "cache_info",
     "compare",
     "is_valid",
     "key_function",
@@ -143,6 +147,11 @@ def is_valid(ecosystem: str, version: str) -> bool:
     except InvalidVersion:
         return False
     return True
+
+
+def cache_info() -> dict[str, functools._CacheInfo]:
+    """Hits, misses and size of each scheme's key cache (for metrics and tuning)."""
+    return {scheme: outcome.cache_info() for scheme, outcome in _OUTCOMES.items()}
 
 
 def cache_clear() -> None:

@@ -19,17 +19,18 @@ from patchwarden.core.errors import InvalidVersion
 VersionKey = NewType("VersionKey", str)
 """An opaque sort key; keys of the same scheme compare like their versions."""
 
-MAX_LENGTH = 1024
-"""Longest version string accepted (patchwarden's bound, not a native rule).
+MAX_LENGTH = 256
+"""Longest version string accepted: node-semver's limit, applied to every scheme.
 
-No real version comes near it; the bound keeps a hostile feed or inventory from filling
-the key caches with huge strings.
+Only node-semver has such a rule natively, but no real version of any ecosystem comes
+near it (they stay well under 100 characters), and the bound keeps a hostile feed or
+inventory from filling the key caches with huge strings.
 """
 
 
-def too_long(scheme: str, version: str, limit: int = MAX_LENGTH) -> InvalidVersion:
-    """The error for a version over the length bound (callers test ``len`` inline)."""
-    return InvalidVersion(scheme, version, f"longer than {limit} characters")
+def too_long(scheme: str, version: str) -> InvalidVersion:
+    """The error for a version over ``MAX_LENGTH`` (callers test ``len`` inline)."""
+    return InvalidVersion(scheme, version, f"longer than {MAX_LENGTH} characters")
 
 
 # Lengths below this are written as one character (0x80 + length); longer numbers

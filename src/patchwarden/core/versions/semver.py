@@ -10,8 +10,9 @@ list sorts lower when it is a prefix of the other. Build metadata is ignored, so
 
 Choices, so every semver ecosystem behaves alike:
 
-- node-semver's limits apply: at most 256 characters, and major, minor and patch at
-  most 2**53 - 1 (JavaScript's largest safe integer); no real version comes near.
+- node-semver's limits apply: at most 256 characters (``MAX_LENGTH``, shared by every
+  scheme), and major, minor and patch at most 2**53 - 1 (JavaScript's largest safe
+  integer); no real version comes near.
   Numeric pre-release identifiers compare as numbers whatever their size, as SemVer
   says (node-semver would compare huge ones as text).
 - ``0`` (the OSV "since the beginning" marker), the shorthands ``v1`` and ``v1.2`` that
@@ -25,11 +26,10 @@ import re
 from dataclasses import dataclass
 
 from patchwarden.core.errors import InvalidVersion
-from patchwarden.core.versions._keys import VersionKey, number, too_long
+from patchwarden.core.versions._keys import MAX_LENGTH, VersionKey, number, too_long
 
 SCHEME = "semver"
 
-MAX_LENGTH = 256
 MAX_SAFE_INTEGER = 2**53 - 1
 
 _NUMBER = r"(?:0|[1-9][0-9]*)"
@@ -61,7 +61,7 @@ class SemVer:
 
 def _match(version: str) -> re.Match[str]:
     if len(version) > MAX_LENGTH:
-        raise too_long(SCHEME, version, MAX_LENGTH)
+        raise too_long(SCHEME, version)
     found = _VALID.fullmatch(version.strip())
     if found is None:
         raise InvalidVersion(SCHEME, version, "not a SemVer 2.0 version")

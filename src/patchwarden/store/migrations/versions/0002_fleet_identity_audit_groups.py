@@ -187,6 +187,8 @@ def upgrade() -> None:
         )
     )
     _append_only_triggers()
+    with op.batch_alter_table("asset", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("uptime_seconds", sa.Integer(), nullable=True))
 
 
 def _append_only_triggers() -> None:
@@ -215,6 +217,8 @@ def _append_only_triggers() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("asset", schema=None) as batch_op:
+        batch_op.drop_column("uptime_seconds")
     bind = op.get_bind()
     if bind.dialect.name == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS audit_event_no_change ON audit_event")

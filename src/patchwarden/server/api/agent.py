@@ -1,0 +1,162 @@
+"""Agent protocol v1 routes (see docs/agent-protocol.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from patchwarden.core.errors import ValidationFailed
+from patchwarden.server.auth import (
+    AgentAuth,
+    DbSession,
+    Principal,
+    Public,
+    client_ip,
+    context,
+)
+from patchwarden.server.context import AppContext
+from patchwarden.server.services import agents
+
+router = APIRouter(prefix="/api/agent/v1", tags=["agent"])
+
+Agent = Annotated[Principal, Depends(AgentAuth())]
+
+
+class EnrollRequest(BaseModel):
+    """What an agent sends to enroll."""
+
+    protocol: int = Field(agents.PROTOCOL_VERSION, description="Agent protocol version.")
+    enrollment_token: str = Field(..., max_length=200)
+    hostname: str = Field(..., min_length=1, max_length=255)
+    fqdn: str = Field("", max_length=255)
+    machine_id: str = Field("", max_length=128)
+    agent_version: str = Field("", max_length=40)
+
+
+class EnrollResponse(BaseModel):
+    """The credential an enrolled agent keeps."""
+
+    protocol: int
+    asset_id: int
+    credential: str
+    checkin_interval: int
+
+
+class CheckinRequest(BaseModel):
+    """A periodic check-in."""
+
+    protocol: int = agents.PROTOCOL_VERSION
+    inventory_hash: str = Field("", max_length=64)
+    reboot_required: bool | None = None
+    uptime_seconds: int | None = Field(None, ge=0)
+    agent_version: str = Field("", max_length=40)
+    spooled: int = Field(0, ge=0, description="Reports waiting in the agent's spool.")
+
+
+class CheckinResponse(BaseModel):
+    """The server's answer to a check-in."""
+
+    protocol: int
+    upload_inventory: bool
+    next_checkin_seconds: int
+
+
+def _check_protocol(version: int) -> None:
+    if version != agents.PROTOCOL_VERSION:
+        raise ValidationFailed(
+            f"unsupported agent protocol {version}; this server speaks {agents.PROTOCOL_VERSION}",
+            hint="upgrade the agent or the server so they match",
+        )
+
+
+@router.post(
+    "/enroll",
+    dependencies=[Depends(Public("authenticated by the enrollment token in the body"))],
+)
+def enroll(body: EnrollRequest, request: Request, session: DbSession) -> EnrollResponse:
+    """Exchange an enrollment token for this host's credential."""
+    _check_protocol(body.protocol)
+    ctx = context(request)
+    enrolled = agents.enroll(
+        session,
+        token=body.enrollment_token,
+        hostname=body.hostname,
+        fqdn=body.fqdn,
+        machine_id=body.machine_id,
+        agent_version=body.agent_version,
+        ip=client_ip(request),
+        now=ctx.now(),
+    )
+    return EnrollResponse(
+        protocol=agents.PROTOCOL_VERSION,
+        asset_id=enrolled.asset_id,
+        credential=enrolled.credential,
+        checkin_interval=ctx.config.checkin_interval,
+    )
+
+
+@router.post("/checkin")
+def checkin(
+    body: CheckinRequest, request: Request, agent: Agent, session: DbSession
+) -> CheckinResponse:
+    """Report liveness; learn whether to upload the inventory and when to come back."""
+    _check_protocol(body.protocol)
+    ctx = context(request)
+    answer = agents.checkin(
+        session,
+        agent.agent_asset(),
+        inventory_hash=body.inventory_hash,
+        reboot_required=body.reboot_required,
+        uptime_seconds=body.uptime_seconds,
+        agent_version=body.agent_version,
+        now=ctx.now(),
+        config=ctx.config,
+        checkin_hint=getattr(request.state, "checkin_hint", None),
+    )
+    return CheckinResponse(
+        protocol=agents.PROTOCOL_VERSION,
+        upload_inventory=answer.upload_inventory,
+        next_checkin_seconds=answer.next_checkin_seconds,
+    )
+
+
+def _store_report(ctx: AppContext, asset_id: int, body: bytes, encoding: str) -> int:
+    """Validate and store a report in its own, committed transaction."""
+    with ctx.db.session() as session:
+        report = agents.accept_inventory(
+            session, asset_id, body, encoding=encoding, now=ctx.now(), config=ctx.config
+        )
+        return report.id
+
+
+@router.put("/inventory", status_code=202)
+async def upload_inventory(
+    request: Request, agent: Agent, background: BackgroundTasks
+) -> dict[str, Any]:
+    """Upload this host's full inventory (gzip JSON); processed after the 202."""
+    ctx = context(request)
+    limit = ctx.config.max_inventory_bytes
+    declared = request.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ValidationFailed(f"inventory upload exceeds the {limit}-byte limit")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise ValidationFailed(f"inventory upload exceeds the {limit}-byte limit")
+    # Durable before the 202: from here on the report survives a crash of this process.
+    report_id = await run_in_threadpool(
+        _store_report,
+        ctx,
+        agent.agent_asset(),
+        bytes(body),
+        request.headers.get("Content-Encoding", ""),
+    )
+    if ctx.config.process_reports_inline:
+        await run_in_threadpool(agents.process_report, ctx.db, report_id, now=ctx.now())
+    else:
+        background.add_task(agents.process_report, ctx.db, report_id, now=ctx.now())
+    return {"protocol": agents.PROTOCOL_VERSION, "report_id": report_id, "status": "accepted"}

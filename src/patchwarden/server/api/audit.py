@@ -1,0 +1,56 @@
+"""The audit log: listing and verification."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from sqlalchemy import func, select
+
+from patchwarden.server.auth import DbSession, Permission, Principal
+from patchwarden.store.audit import event_json, verify
+from patchwarden.store.models import AuditEventRow
+
+router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+
+Auditor = Annotated[Principal, Depends(Permission("audit:read"))]
+
+
+@router.get("")
+def events(
+    _who: Auditor,
+    session: DbSession,
+    action: str = "",
+    actor: str = "",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Audit events, newest first."""
+    query = select(AuditEventRow)
+    if action:
+        query = query.where(AuditEventRow.action == action)
+    if actor:
+        query = query.where(AuditEventRow.actor == actor)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(AuditEventRow.seq.desc()).limit(limit).offset(offset))
+    items = [event_json(r) for r in rows]
+    next_offset = offset + limit if offset + limit < total else None
+    return {
+        "items": items,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "next_offset": next_offset,
+    }
+
+
+@router.get("/verify")
+def verify_chain(_who: Auditor, session: DbSession) -> dict[str, Any]:
+    """Recompute the hash chain; ``ok`` is false with the first broken event otherwise."""
+    result = verify(session)
+    return {
+        "ok": result.ok,
+        "events": result.events,
+        "problem": result.problem or None,
+        "bad_seq": result.bad_seq,
+    }

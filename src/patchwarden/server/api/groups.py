@@ -1,0 +1,135 @@
+"""Asset groups: static or dynamic (filters), with members."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from patchwarden.server.auth import DbSession, Permission, Principal, context
+from patchwarden.server.services.assets import AssetFilter, list_assets
+from patchwarden.store.groups import (
+    create_group,
+    delete_group,
+    get_group,
+    group_json,
+    member_count,
+    set_static_members,
+    update_group,
+)
+from patchwarden.store.models import AssetGroupRow
+
+router = APIRouter(prefix="/api/v1/groups", tags=["groups"])
+
+Reader = Annotated[Principal, Depends(Permission("read"))]
+Writer = Annotated[Principal, Depends(Permission("groups:write"))]
+
+
+class NewGroup(BaseModel):
+    """A group to create: ``members`` (static) or ``filter`` (dynamic)."""
+
+    name: str = Field(..., max_length=120)
+    description: str = Field("", max_length=2000)
+    filter: dict[str, Any] | None = None
+    members: list[int] = Field(default_factory=list)
+
+
+class GroupChange(BaseModel):
+    """Changes to a group."""
+
+    description: str | None = Field(None, max_length=2000)
+    filter: dict[str, Any] | None = None
+
+
+class MemberChange(BaseModel):
+    """Static membership changes."""
+
+    add: list[int] = Field(default_factory=list)
+    remove: list[int] = Field(default_factory=list)
+
+
+@router.get("")
+def list_groups(_who: Reader, session: DbSession) -> dict[str, Any]:
+    """Every group with its member count."""
+    groups = list(session.scalars(select(AssetGroupRow).order_by(AssetGroupRow.name)))
+    items = [group_json(g, member_count(session, g.id)) for g in groups]
+    return {"items": items, "total": len(items)}
+
+
+@router.post("", status_code=201)
+def new_group(body: NewGroup, request: Request, who: Writer, session: DbSession) -> dict[str, Any]:
+    """Create a group."""
+    group = create_group(
+        session,
+        who.actor(),
+        name=body.name,
+        now=context(request).now(),
+        description=body.description,
+        group_filter=body.filter,
+        members=body.members,
+    )
+    return group_json(group, member_count(session, group.id))
+
+
+@router.get("/{group_id}")
+def one_group(group_id: int, _who: Reader, session: DbSession) -> dict[str, Any]:
+    """One group."""
+    group = get_group(session, group_id)
+    return group_json(group, member_count(session, group.id))
+
+
+@router.patch("/{group_id}")
+def change_group(
+    group_id: int, body: GroupChange, request: Request, who: Writer, session: DbSession
+) -> dict[str, Any]:
+    """Change a group's description or (dynamic) filter; membership is recomputed."""
+    group = get_group(session, group_id)
+    update_group(
+        session,
+        who.actor(),
+        group,
+        now=context(request).now(),
+        description=body.description,
+        group_filter=body.filter,
+    )
+    return group_json(group, member_count(session, group.id))
+
+
+@router.delete("/{group_id}")
+def remove_group(
+    group_id: int, request: Request, who: Writer, session: DbSession
+) -> dict[str, str]:
+    """Delete a group (its assets stay)."""
+    delete_group(session, who.actor(), get_group(session, group_id), now=context(request).now())
+    return {"status": "deleted"}
+
+
+@router.get("/{group_id}/members")
+def members(
+    group_id: int,
+    request: Request,
+    _who: Reader,
+    session: DbSession,
+    limit: int = 100,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """The group's member assets."""
+    get_group(session, group_id)
+    f = AssetFilter(group=group_id)
+    return list_assets(
+        session, f, limit=limit, offset=offset, today=context(request).now().date()
+    ).to_json()
+
+
+@router.post("/{group_id}/members")
+def change_members(
+    group_id: int, body: MemberChange, request: Request, who: Writer, session: DbSession
+) -> dict[str, Any]:
+    """Add or remove members of a static group."""
+    group = get_group(session, group_id)
+    set_static_members(
+        session, who.actor(), group, now=context(request).now(), add=body.add, remove=body.remove
+    )
+    return group_json(group, member_count(session, group.id))

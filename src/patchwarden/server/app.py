@@ -1,0 +1,146 @@
+"""The FastAPI application: routers, the one error handler, background work."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
+
+from patchwarden import __version__
+from patchwarden.core.errors import (
+    AuthenticationRequired,
+    BackendError,
+    ConfigError,
+    Conflict,
+    FeedError,
+    InventoryError,
+    NotFound,
+    PatchwardenError,
+    PermissionDenied,
+    RateLimited,
+    ValidationFailed,
+)
+from patchwarden.server.api import agent, assets, audit, groups, identity
+from patchwarden.server.auth import Public
+from patchwarden.server.context import AppContext
+from patchwarden.server.services.agents import process_pending
+from patchwarden.server.web import pages
+
+log = logging.getLogger("patchwarden.server")
+
+_STATUS: tuple[tuple[type[PatchwardenError], int], ...] = (
+    (AuthenticationRequired, 401),
+    (PermissionDenied, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (RateLimited, 429),
+    (ValidationFailed, 422),
+    (InventoryError, 422),
+    (FeedError, 422),
+    (BackendError, 502),
+    (ConfigError, 500),
+)
+
+
+def status_for(exc: PatchwardenError) -> int:
+    """The HTTP status of an error (most specific class first)."""
+    for cls, code in _STATUS:
+        if isinstance(exc, cls):
+            return code
+    return 400
+
+
+def _wants_html(request: Request) -> bool:
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get(
+        "accept", ""
+    )
+
+
+async def _sweep_reports(ctx: AppContext, stop: asyncio.Event, every: float) -> None:
+    """Process agent reports another process acknowledged but never finished."""
+    while not stop.is_set():
+        try:
+            await run_in_threadpool(
+                process_pending, ctx.db, now=ctx.now(), older_than=timedelta(seconds=30)
+            )
+        except Exception:  # the loop must survive a bad report or a database blip
+            log.exception("processing pending agent reports failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every)
+
+
+def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
+    """Build the application around ``ctx`` (database, clock, config)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(_sweep_reports(ctx, stop, 10.0))] if background else []
+        try:
+            yield
+        finally:
+            stop.set()
+            for task in tasks:
+                await task
+
+    app = FastAPI(
+        title="patchwarden",
+        version=__version__,
+        description="Patch management API: fleet, findings, groups, identity, audit, agents.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+
+    @app.exception_handler(PatchwardenError)
+    async def _handle(request: Request, exc: PatchwardenError) -> Response:
+        status = status_for(exc)
+        if status == 401 and _wants_html(request):
+            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        headers = {}
+        if isinstance(exc, RateLimited):
+            headers["Retry-After"] = str(exc.retry_after)
+        if status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        body = {"error": exc.message, "hint": exc.hint, "type": type(exc).__name__}
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> Response:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:10]
+        ]
+        return JSONResponse(
+            {
+                "error": "invalid request: " + "; ".join(problems),
+                "hint": None,
+                "type": "ValidationFailed",
+            },
+            status_code=422,
+        )
+
+    @app.get("/healthz", dependencies=[Depends(Public("load balancers probe it"))])
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers and reaches its database."""
+        with ctx.db.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok", "version": __version__}
+
+    for router in (
+        agent.router,
+        identity.router,
+        assets.router,
+        groups.router,
+        audit.router,
+        pages.router,
+    ):
+        app.include_router(router)
+    pages.mount_static(app)
+    return app

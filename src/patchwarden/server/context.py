@@ -1,0 +1,43 @@
+"""Per-application state shared by routes: the database, the clock, the settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from patchwarden.store.db import Database
+
+
+def utc_now() -> datetime:
+    """The real clock (tests inject their own)."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class ServerConfig:
+    """Server behaviour that deployments tune (see README, "Settings")."""
+
+    checkin_interval: int = 300
+    session_hours: int = 12
+    secure_cookies: bool = False
+    max_inventory_bytes: int = 16 * 1024 * 1024
+    max_inventory_uncompressed: int = 128 * 1024 * 1024
+    max_json_bytes: int = 1024 * 1024
+    login_max_failures_user: int = 5
+    login_max_failures_ip: int = 30
+    login_window_minutes: int = 15
+    process_reports_inline: bool = False
+
+
+@dataclass
+class AppContext:
+    """What the FastAPI app holds in ``app.state.ctx``."""
+
+    db: Database
+    config: ServerConfig = field(default_factory=ServerConfig)
+    clock: Callable[[], datetime] = utc_now
+
+    def now(self) -> datetime:
+        """The current time from the configured clock."""
+        return self.clock()

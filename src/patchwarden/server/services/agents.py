@@ -1,0 +1,510 @@
+"""The agent protocol, server side: enrollment, check-in, inventory reports.
+
+Protocol version 1 (docs/agent-protocol.md):
+
+* ``POST /api/agent/v1/enroll`` exchanges an enrollment token for a per-host credential
+  (``pwa_<id>_<secret>``; the server keeps only its sha256).
+* ``POST /api/agent/v1/checkin`` reports liveness and the inventory's content hash; the
+  answer says whether to upload the inventory and when to check in next.
+* ``PUT /api/agent/v1/inventory`` uploads the full inventory (gzip JSON, format
+  ``patchwarden-inventory/1``). It is validated completely, stored raw, acknowledged
+  (202) and processed afterwards in one transaction; a bad report is refused with the
+  exact problem and nothing of it is applied.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from patchwarden.collect.jsonfmt import inventory_from_json
+from patchwarden.core.errors import (
+    AuthenticationRequired,
+    InventoryError,
+    NotFound,
+    ValidationFailed,
+)
+from patchwarden.core.model import Inventory
+from patchwarden.server.context import ServerConfig
+from patchwarden.server.security import (
+    AGENT_PREFIX,
+    ENROLL_PREFIX,
+    format_token,
+    hash_secret,
+    new_secret,
+    parse_token,
+    same_hash,
+)
+from patchwarden.store import audit
+from patchwarden.store.audit import Actor
+from patchwarden.store.db import Database
+from patchwarden.store.findings import refresh_findings
+from patchwarden.store.groups import recompute_for_assets
+from patchwarden.store.inventory import find_asset, record_inventory
+from patchwarden.store.models import (
+    AgentCredentialRow,
+    AgentReportRow,
+    AssetRow,
+    EnrollmentTokenRow,
+)
+
+PROTOCOL_VERSION = 1
+_DEFAULT_KEYS = (
+    "criticality",
+    "exposure",
+    "data_class",
+    "environment",
+    "owner",
+    "location",
+    "timezone",
+    "tags",
+)
+
+
+# ---------------------------------------------------------------- enrollment tokens
+
+
+def enrollment_json(row: EnrollmentTokenRow) -> dict[str, Any]:
+    """The API/CLI form of an enrollment token (never the secret)."""
+    return {
+        "id": row.id,
+        "note": row.note,
+        "created_by": row.created_by,
+        "created_at": row.created_at.isoformat(),
+        "expires_at": row.expires_at.isoformat(),
+        "max_uses": row.max_uses,
+        "uses": row.uses,
+        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+        "defaults": row.defaults,
+    }
+
+
+def validate_defaults(defaults: dict[str, Any]) -> dict[str, Any]:
+    """Asset defaults an enrollment token may carry."""
+    unknown = set(defaults) - set(_DEFAULT_KEYS)
+    if unknown:
+        raise ValidationFailed(
+            f"unknown enrollment defaults: {', '.join(sorted(unknown))}",
+            hint=f"allowed: {', '.join(_DEFAULT_KEYS)}",
+        )
+    if "criticality" in defaults and defaults["criticality"] not in (1, 2, 3, 4, 5):
+        raise ValidationFailed("criticality must be 1-5")
+    if "exposure" in defaults and defaults["exposure"] not in ("internet", "internal"):
+        raise ValidationFailed("exposure must be internet or internal")
+    if "tags" in defaults and not (
+        isinstance(defaults["tags"], list) and all(isinstance(t, str) for t in defaults["tags"])
+    ):
+        raise ValidationFailed("tags must be a list of strings")
+    return dict(defaults)
+
+
+def create_enrollment_token(
+    session: Session,
+    actor: Actor,
+    *,
+    now: datetime,
+    hours: int = 24,
+    max_uses: int = 1,
+    note: str = "",
+    defaults: dict[str, Any] | None = None,
+) -> tuple[EnrollmentTokenRow, str]:
+    """Create an enrollment token; returns the row and the secret (shown once)."""
+    if not 1 <= hours <= 24 * 90:
+        raise ValidationFailed("enrollment tokens live 1 hour to 90 days")
+    if not 1 <= max_uses <= 100_000:
+        raise ValidationFailed("max uses must be 1-100000")
+    secret = new_secret()
+    row = EnrollmentTokenRow(
+        secret_hash=hash_secret(secret),
+        note=note,
+        created_by=actor.name,
+        created_at=now,
+        expires_at=now + timedelta(hours=hours),
+        max_uses=max_uses,
+        uses=0,
+        defaults=validate_defaults(defaults or {}),
+    )
+    session.add(row)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "enrollment_token.create",
+        now=now,
+        target_type="enrollment_token",
+        target_id=row.id,
+        after=enrollment_json(row),
+    )
+    return row, format_token(ENROLL_PREFIX, row.id, secret)
+
+
+def list_enrollment_tokens(session: Session) -> list[EnrollmentTokenRow]:
+    """Every enrollment token, oldest first."""
+    return list(session.scalars(select(EnrollmentTokenRow).order_by(EnrollmentTokenRow.id)))
+
+
+def revoke_enrollment_token(
+    session: Session, actor: Actor, token_id: int, *, now: datetime
+) -> EnrollmentTokenRow:
+    """Revoke an enrollment token (credentials already issued stay valid)."""
+    row = session.get(EnrollmentTokenRow, token_id)
+    if row is None:
+        raise NotFound(f"no enrollment token {token_id}")
+    before = enrollment_json(row)
+    row.revoked_at = row.revoked_at or now
+    audit.record(
+        session,
+        actor,
+        "enrollment_token.revoke",
+        now=now,
+        target_type="enrollment_token",
+        target_id=row.id,
+        before=before,
+        after=enrollment_json(row),
+    )
+    return row
+
+
+# ------------------------------------------------------------------------ enrollment
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolled:
+    """The answer to a successful enrollment."""
+
+    asset_id: int
+    credential_id: int
+    credential: str
+
+
+def enroll(
+    session: Session,
+    *,
+    token: str,
+    hostname: str,
+    fqdn: str,
+    machine_id: str,
+    agent_version: str,
+    ip: str,
+    now: datetime,
+) -> Enrolled:
+    """Exchange an enrollment token for a host credential.
+
+    The token must exist, be unrevoked, unexpired and have uses left; its use count is
+    incremented atomically so concurrent enrollments cannot exceed ``max_uses``. A host
+    that enrolls again (same machine id or hostname) keeps its asset; its earlier
+    credentials are revoked.
+    """
+    parsed = parse_token(token, ENROLL_PREFIX)
+    if parsed is None:
+        raise AuthenticationRequired("malformed enrollment token")
+    claimed = session.execute(
+        update(EnrollmentTokenRow)
+        .where(
+            EnrollmentTokenRow.id == parsed.row_id,
+            EnrollmentTokenRow.revoked_at.is_(None),
+            EnrollmentTokenRow.expires_at > now,
+            EnrollmentTokenRow.uses < EnrollmentTokenRow.max_uses,
+        )
+        .values(uses=EnrollmentTokenRow.uses + 1)
+        .returning(EnrollmentTokenRow.secret_hash, EnrollmentTokenRow.defaults)
+    ).first()
+    if claimed is None or not same_hash(claimed[0], hash_secret(parsed.secret)):
+        raise AuthenticationRequired(
+            "enrollment token invalid, expired, revoked or used up",
+            hint="ask an administrator for a new enrollment token",
+        )
+    if not hostname or len(hostname) > 255:
+        raise ValidationFailed("enrollment needs the host's name (1-255 characters)")
+    defaults: dict[str, Any] = claimed[1] or {}
+    asset = None
+    if machine_id:
+        asset = session.scalars(
+            select(AssetRow).where(AssetRow.serial == f"machine-id:{machine_id}")
+        ).first()
+    if asset is None:
+        asset = find_asset(session, hostname=fqdn or hostname) or find_asset(
+            session, hostname=hostname
+        )
+    actor = Actor(f"agent-enroll:{hostname}", "agent", ip)
+    if asset is None:
+        asset = AssetRow(hostname=hostname, created_at=now, source="agent")
+        session.add(asset)
+    asset.fqdn = fqdn or asset.fqdn
+    if machine_id:
+        asset.serial = asset.serial or f"machine-id:{machine_id}"
+    asset.source = "agent"
+    asset.status = "managed"
+    for key, value in defaults.items():
+        setattr(asset, key, value)
+    asset.last_seen = now
+    session.flush()
+    session.execute(
+        update(AgentCredentialRow)
+        .where(AgentCredentialRow.asset_id == asset.id, AgentCredentialRow.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    secret = new_secret()
+    credential = AgentCredentialRow(
+        asset_id=asset.id,
+        secret_hash=hash_secret(secret),
+        enrollment_token_id=parsed.row_id,
+        created_at=now,
+        last_seen=now,
+        agent_version=agent_version[:40],
+    )
+    session.add(credential)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "agent.enroll",
+        now=now,
+        target_type="asset",
+        target_id=asset.id,
+        after={
+            "hostname": hostname,
+            "enrollment_token": parsed.row_id,
+            "credential": credential.id,
+        },
+    )
+    recompute_for_assets(session, [asset.id])
+    return Enrolled(asset.id, credential.id, format_token(AGENT_PREFIX, credential.id, secret))
+
+
+def revoke_credentials(session: Session, actor: Actor, asset_id: int, *, now: datetime) -> int:
+    """Revoke every live credential of an asset: its agent is locked out at once."""
+    if session.get(AssetRow, asset_id) is None:
+        raise NotFound(f"no asset with id {asset_id}")
+    live = list(
+        session.scalars(
+            select(AgentCredentialRow.id).where(
+                AgentCredentialRow.asset_id == asset_id, AgentCredentialRow.revoked_at.is_(None)
+            )
+        )
+    )
+    session.execute(
+        update(AgentCredentialRow).where(AgentCredentialRow.id.in_(live)).values(revoked_at=now)
+    )
+    count = len(live)
+    audit.record(
+        session,
+        actor,
+        "agent.revoke",
+        now=now,
+        target_type="asset",
+        target_id=asset_id,
+        after={"revoked_credentials": count},
+    )
+    return count
+
+
+def request_checkin(
+    session: Session, actor: Actor, asset_id: int, seconds: int, *, now: datetime
+) -> None:
+    """Make the asset's agent use a short interval once (5-3600 s)."""
+    if session.get(AssetRow, asset_id) is None:
+        raise NotFound(f"no asset with id {asset_id}")
+    seconds = max(5, min(seconds, 3600))
+    session.execute(
+        update(AgentCredentialRow)
+        .where(AgentCredentialRow.asset_id == asset_id, AgentCredentialRow.revoked_at.is_(None))
+        .values(checkin_hint=seconds)
+    )
+    audit.record(
+        session,
+        actor,
+        "agent.checkin_requested",
+        now=now,
+        target_type="asset",
+        target_id=asset_id,
+        after={"seconds": seconds},
+    )
+
+
+# ------------------------------------------------------------------------- check-in
+
+
+@dataclass(frozen=True, slots=True)
+class CheckinAnswer:
+    """What the server tells an agent after a check-in."""
+
+    upload_inventory: bool
+    next_checkin_seconds: int
+
+
+def checkin(
+    session: Session,
+    asset_id: int,
+    *,
+    inventory_hash: str,
+    reboot_required: bool | None,
+    uptime_seconds: int | None,
+    agent_version: str,
+    now: datetime,
+    config: ServerConfig,
+    checkin_hint: int | None,
+) -> CheckinAnswer:
+    """Record liveness; ask for the inventory when its hash differs from the stored one."""
+    values: dict[str, Any] = {"last_seen": now}
+    if reboot_required is not None:
+        values["reboot_required"] = reboot_required
+    if uptime_seconds is not None:
+        values["uptime_seconds"] = uptime_seconds
+    row = session.execute(
+        update(AssetRow)
+        .where(AssetRow.id == asset_id)
+        .values(**values)
+        .returning(AssetRow.inventory_hash)
+    ).first()
+    if row is None:
+        raise NotFound("this agent's asset was deleted; re-enroll the agent")
+    stored_hash = row[0]
+    pending = session.scalars(
+        select(AgentReportRow.content_hash).where(
+            AgentReportRow.asset_id == asset_id, AgentReportRow.status == "pending"
+        )
+    ).first()
+    upload = inventory_hash not in (stored_hash, pending)
+    interval = checkin_hint or config.checkin_interval
+    if checkin_hint:
+        session.execute(
+            update(AgentCredentialRow)
+            .where(AgentCredentialRow.asset_id == asset_id)
+            .values(checkin_hint=None)
+        )
+    if agent_version:
+        session.execute(
+            update(AgentCredentialRow)
+            .where(AgentCredentialRow.asset_id == asset_id, AgentCredentialRow.revoked_at.is_(None))
+            .values(agent_version=agent_version[:40])
+        )
+    return CheckinAnswer(upload_inventory=upload, next_checkin_seconds=interval)
+
+
+def decode_inventory(body: bytes, *, encoding: str, config: ServerConfig) -> Inventory:
+    """Decompress and validate an uploaded inventory; ``InventoryError`` on any problem."""
+    if len(body) > config.max_inventory_bytes:
+        raise InventoryError(
+            f"inventory upload of {len(body)} bytes exceeds the {config.max_inventory_bytes} limit"
+        )
+    raw = body
+    if encoding == "gzip" or body[:2] == b"\x1f\x8b":
+        try:
+            decompressor = zlib.decompressobj(wbits=31)
+            raw = decompressor.decompress(body, config.max_inventory_uncompressed + 1)
+        except zlib.error as exc:
+            raise InventoryError(f"inventory is not valid gzip: {exc}") from exc
+        if len(raw) > config.max_inventory_uncompressed or decompressor.unconsumed_tail:
+            raise InventoryError("inventory is too large once decompressed")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InventoryError(f"inventory is not valid JSON: {exc}") from exc
+    return inventory_from_json(data, source="agent upload")
+
+
+def accept_inventory(
+    session: Session,
+    asset_id: int,
+    body: bytes,
+    *,
+    encoding: str,
+    now: datetime,
+    config: ServerConfig,
+) -> AgentReportRow:
+    """Validate an upload and store it raw for processing; returns the report row."""
+    inventory = decode_inventory(body, encoding=encoding, config=config)
+    stored = body if encoding == "gzip" or body[:2] == b"\x1f\x8b" else gzip.compress(body)
+    report = AgentReportRow(
+        asset_id=asset_id,
+        kind="inventory",
+        payload=stored,
+        content_hash=inventory.content_hash(),
+        received_at=now,
+        status="pending",
+    )
+    session.add(report)
+    session.flush()
+    return report
+
+
+def process_report(database: Database, report_id: int, *, now: datetime) -> str:
+    """Apply one pending report in one transaction; returns its final status.
+
+    A report that fails is marked ``failed`` with the reason (in a second transaction);
+    nothing of it is applied.
+    """
+    with database.session() as session:
+        claimed = session.execute(
+            update(AgentReportRow)
+            .where(AgentReportRow.id == report_id, AgentReportRow.status == "pending")
+            .values(status="processing")
+            .returning(AgentReportRow.asset_id, AgentReportRow.payload)
+        ).first()
+    if claimed is None:
+        return "skipped"
+    asset_id, payload = claimed
+    try:
+        with database.session() as session:
+            inventory = decode_inventory(
+                payload,
+                encoding="gzip",
+                config=ServerConfig(
+                    max_inventory_bytes=len(payload) + 1,
+                    max_inventory_uncompressed=1 << 31,
+                ),
+            )
+            record_inventory(session, inventory, now=now, asset_id=asset_id, source="agent")
+            refresh_findings(session, now=now, asset_ids=[asset_id])
+            recompute_for_assets(session, [asset_id])
+            session.execute(
+                update(AgentReportRow)
+                .where(AgentReportRow.id == report_id)
+                .values(status="processed", processed_at=now, payload=b"")
+            )
+            audit.record(
+                session,
+                Actor(f"agent:{asset_id}", "agent"),
+                "agent.inventory",
+                now=now,
+                target_type="asset",
+                target_id=asset_id,
+                after={"packages": len(inventory.packages), "hash": inventory.content_hash()},
+            )
+        return "processed"
+    except Exception as exc:
+        with database.session() as session:
+            session.execute(
+                update(AgentReportRow)
+                .where(AgentReportRow.id == report_id)
+                .values(
+                    status="failed", error=f"{type(exc).__name__}: {exc}"[:2000], processed_at=now
+                )
+            )
+        if isinstance(exc, (InventoryError, ValidationFailed)):
+            return "failed"
+        raise
+
+
+def process_pending(
+    database: Database, *, now: datetime, older_than: timedelta | None = None, limit: int = 100
+) -> int:
+    """Process pending reports (those another process acknowledged but did not finish)."""
+    with database.session() as session:
+        query = select(AgentReportRow.id).where(AgentReportRow.status == "pending")
+        if older_than is not None:
+            query = query.where(AgentReportRow.received_at <= now - older_than)
+        ids = list(session.scalars(query.order_by(AgentReportRow.id).limit(limit)))
+    done = 0
+    for report_id in ids:
+        if process_report(database, report_id, now=now) == "processed":
+            done += 1
+    return done
