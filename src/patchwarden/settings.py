@@ -35,6 +35,23 @@ class Settings(BaseSettings):
         ),
     )
 
+    admin_password: str = Field(
+        default="",
+        description="Password for the bootstrap 'admin' user created by `patchwarden up` "
+        "(generated and printed once when empty).",
+    )
+    checkin_interval: int = Field(
+        default=300, ge=10, le=86400, description="Seconds between agent check-ins."
+    )
+    session_hours: int = Field(default=12, ge=1, le=24 * 30, description="Browser session life.")
+    secure_cookies: bool = Field(
+        default=False, description="Mark session cookies Secure (set when serving HTTPS)."
+    )
+    feeds_mirror: str = Field(
+        default="",
+        description="Mirror base URL or directory `patchwarden up` syncs feeds from.",
+    )
+
     @field_validator("home", mode="before")
     @classmethod
     def _expand_home(cls, value: object) -> object:

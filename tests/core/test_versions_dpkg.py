@@ -163,8 +163,8 @@ def test_str_round_trips() -> None:
 def test_overlong_and_huge_numbers() -> None:
     long_number = "1" + "0" * 200
     assert versions.compare("Debian", long_number, "9" * 200) == 1
-    with pytest.raises(InvalidVersion, match="longer than 1024"):
-        versions.sort_key("Debian", "1" * 1025)
+    with pytest.raises(InvalidVersion, match="longer than 256"):
+        versions.sort_key("Debian", "1" * 257)
 
 
 # --- the real dpkg --------------------------------------------------------------------

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from patchwarden.core import versions
 
-# Upstream/version characters first, then what only a revision or release may hold.
+# A Debian upstream version starts with a digit; ":" and "-" join the alphabet only
+# when an epoch or a revision makes them legal.
 _DIGITS = "0129"
 _DPKG_CHARS = "0129aZz.+~"
 

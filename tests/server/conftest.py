@@ -44,7 +44,11 @@ def ctx(db: Database, clock: Clock) -> AppContext:
     with db.session() as session:
         for role in ROLES:
             identity.create_user(
-                session, Actor("test", "system"), username=role, password=PASSWORD, role=role,
+                session,
+                Actor("test", "system"),
+                username=role,
+                password=PASSWORD,
+                role=role,
                 now=clock(),
             )
     return context

@@ -166,7 +166,7 @@ class _Null:
         return None
 
 
-def _default_osv_ecosystems(db: Database) -> list[str]:
+def default_osv_ecosystems(db: Database) -> list[str]:
     """Base ecosystems of the stored assets, or of this host when there are none."""
     with db.session() as session:
         found = {
@@ -222,7 +222,7 @@ def sync_command(
     with database() as db:
         sources: list[FeedSource] = []
         if "osv" in chosen:
-            ecos = osv_ecosystems or _default_osv_ecosystems(db)
+            ecos = osv_ecosystems or default_osv_ecosystems(db)
             if not ecos:
                 stderr().print(
                     "[yellow]no OSV ecosystem to sync[/]: no hosts recorded and this host's "

@@ -14,10 +14,12 @@ import click
 import typer
 
 from patchwarden import __version__
+from patchwarden.cli import admin
 from patchwarden.cli import db as db_cli
 from patchwarden.cli import explain as explain_cli
 from patchwarden.cli import feeds as feeds_cli
 from patchwarden.cli import scan as scan_cli
+from patchwarden.cli import server as server_cli
 from patchwarden.cli.common import EXIT_ERROR, stderr
 from patchwarden.core.errors import PatchwardenError
 
@@ -28,9 +30,17 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command("up")(server_cli.up)
+app.command("server")(server_cli.server)
 app.command("scan")(scan_cli.scan)
 app.command("explain")(explain_cli.explain)
 app.add_typer(feeds_cli.app, name="feeds")
+app.add_typer(admin.assets_app, name="assets")
+app.add_typer(admin.groups_app, name="groups")
+app.add_typer(admin.users_app, name="users")
+app.add_typer(admin.tokens_app, name="tokens")
+app.add_typer(admin.enroll_app, name="enroll")
+app.add_typer(admin.audit_app, name="audit")
 app.add_typer(db_cli.app, name="db")
 
 

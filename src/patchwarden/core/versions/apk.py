@@ -52,10 +52,11 @@ _SUFFIX_RANK = {
     if name
 }
 
-# Within a dotted component: leading-zero values (compared as strings) sort below the
-# others, since "0" is the lowest digit; the string form ends below every digit.
-_AS_STRING = "\x01"
+# Within a dotted component: leading-zero values (compared as text) sort below the
+# others, since "0" is the lowest digit.
+_AS_TEXT = "\x01"
 _AS_NUMBER = "\x02"
+_TEXT_END = "\x01"  # ends a value compared as text: below every digit and letter
 
 _UINT64 = 2**64
 
@@ -87,7 +88,7 @@ def key(version: str) -> VersionKey:
     if dotted:
         for part in dotted[1:].split("."):
             if part[0] == "0":
-                out += (_DIGITS, _AS_STRING, part, "\x01")
+                out += (_DIGITS, _AS_TEXT, part, _TEXT_END)
             else:
                 out += (_DIGITS, _AS_NUMBER, _uint64(part))
     if letter:
@@ -98,7 +99,7 @@ def key(version: str) -> VersionKey:
             if digits:
                 out += (_SUFFIX_NUMBER, _uint64(digits))
     if commit is not None:
-        out += (_HASH, commit, "\x01")
+        out += (_HASH, commit, _TEXT_END)
     if release is not None:
         out += (_RELEASE, _uint64(release))
     out.append(_END)

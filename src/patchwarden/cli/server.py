@@ -1,0 +1,187 @@
+"""``patchwarden server`` and ``patchwarden up`` (the main job)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+import uvicorn
+from rich.markup import escape
+from sqlalchemy import func, select
+
+from patchwarden.cli.common import now, settings, stderr, stdout
+from patchwarden.cli.feeds import default_osv_ecosystems
+from patchwarden.core.errors import ConfigError, PatchwardenError
+from patchwarden.feeds.sync import EpssFeed, FeedSource, KevFeed, OsvFeed, sync
+from patchwarden.server.app import create_app
+from patchwarden.server.context import AppContext
+from patchwarden.server.main import config_from
+from patchwarden.server.services import identity
+from patchwarden.settings import Settings
+from patchwarden.store.audit import Actor
+from patchwarden.store.db import Database, open_database
+from patchwarden.store.models import FeedState, UserRow
+
+
+def _tls_options(cert: Path | None, key: Path | None) -> dict[str, Any]:
+    if (cert is None) != (key is None):
+        raise ConfigError("TLS needs both --tls-cert and --tls-key")
+    if cert is None or key is None:
+        return {}
+    for path in (cert, key):
+        if not path.is_file():
+            raise ConfigError(f"TLS file {path} does not exist")
+    return {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
+
+
+def server(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8080, "--port", min=1, max=65535, help="TCP port."),
+    workers: int = typer.Option(
+        1, "--workers", min=1, max=64, help="Worker processes (use PostgreSQL above 1)."
+    ),
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", help="PEM certificate (HTTPS)."),
+    tls_key: Path | None = typer.Option(None, "--tls-key", help="PEM private key (HTTPS)."),
+    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+) -> int:
+    """Run the API, agent endpoint and web UI under uvicorn."""
+    cfg = settings()
+    tls = _tls_options(tls_cert, tls_key)
+    if workers > 1 and cfg.effective_database_url.startswith("sqlite"):
+        raise ConfigError(
+            "several workers need PostgreSQL",
+            hint="set PATCHWARDEN_DATABASE_URL=postgresql+psycopg://… or use --workers 1",
+        )
+    # Migrate once here, not concurrently in every worker.
+    open_database(cfg.effective_database_url).dispose()
+    if tls:
+        os.environ["PATCHWARDEN_SECURE_COOKIES"] = "1"
+    uvicorn.run(
+        "patchwarden.server.main:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        proxy_headers=True,
+        **tls,
+    )
+    return 0
+
+
+def bootstrap_admin(db: Database, cfg: Settings) -> str | None:
+    """Create the 'admin' user when there are no users; returns a generated password."""
+    with db.session() as session:
+        if session.scalar(select(func.count()).select_from(UserRow)):
+            return None
+        generated = None
+        password = cfg.admin_password
+        if not password:
+            password = generated = secrets.token_urlsafe(15)
+        identity.create_user(
+            session,
+            Actor("patchwarden up", "system"),
+            username="admin",
+            password=password,
+            role="admin",
+            now=now(),
+        )
+    return generated
+
+
+def _initial_feeds(db: Database, cfg: Settings) -> str:
+    """Sync feeds once when none were ever imported; returns a one-line outcome."""
+    with db.session() as session:
+        if session.scalar(select(func.count()).select_from(FeedState)):
+            return "feeds already imported (patchwarden feeds status)"
+    sources: list[FeedSource] = [OsvFeed(e) for e in default_osv_ecosystems(db)]
+    sources += [KevFeed(), EpssFeed()]
+    try:
+        report = sync(
+            db,
+            sources,
+            cache_dir=cfg.feed_cache_dir,
+            now=now(),
+            mirror=cfg.feeds_mirror or None,
+            timeout=30.0,
+        )
+    except PatchwardenError as exc:
+        return f"feed sync failed: {exc}"
+    failed = [o for o in report.outcomes if o.status == "failed"]
+    if failed:
+        return "feed sync failed: " + "; ".join(f"{o.feed}: {o.detail}" for o in failed[:3])
+    return f"feeds synced: {', '.join(o.feed for o in report.outcomes)}"
+
+
+def up(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8080, "--port", min=1, max=65535, help="TCP port."),
+    agent: bool = typer.Option(True, "--agent/--no-agent", help="Run a local agent too."),
+    feeds: bool = typer.Option(True, "--feeds/--no-feeds", help="Sync feeds on first start."),
+) -> int:
+    """The main job: server on the embedded database, admin account, a local agent for
+    this host, feeds when reachable — and the dashboard URL."""
+    cfg = settings()
+    db = open_database(cfg.effective_database_url)
+    generated = bootstrap_admin(db, cfg)
+    ctx = AppContext(db=db, config=config_from(cfg))
+    app = create_app(ctx)
+    uv = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise ConfigError(
+                f"the server could not start on {host}:{port}",
+                hint="is the port in use? pass --port",
+            )
+        time.sleep(0.05)
+    url = f"http://{host}:{port}"
+    console = stdout()
+    console.print(f"[bold green]patchwarden is running[/]: dashboard {url}/", highlight=False)
+    console.print(f"database: {escape(db.url)}", highlight=False)
+    if generated:
+        console.print(
+            f"[bold]admin account created[/]: user [bold]admin[/], password "
+            f"[bold]{escape(generated)}[/] (shown once; set PATCHWARDEN_ADMIN_PASSWORD to choose)",
+            highlight=False,
+        )
+    if feeds:
+        outcome = _initial_feeds(db, cfg)
+        style = "yellow" if "failed" in outcome else "green"
+        console.print(f"[{style}]{escape(outcome)}[/]", highlight=False)
+        if "failed" in outcome:
+            console.print(
+                "[bold yellow]No vulnerability data yet[/]: findings appear after "
+                "[bold]patchwarden feeds sync[/] (or feeds import FILE, or "
+                "PATCHWARDEN_FEEDS_MIRROR=DIR|URL for an offline mirror).",
+                highlight=False,
+            )
+    agent_handle = None
+    if agent:
+        from patchwarden.cli.local_agent import start_local_agent
+
+        try:
+            agent_handle = start_local_agent(db, cfg, server_url=url)
+            console.print(f"local agent enrolled: {escape(agent_handle.description)}")
+        except PatchwardenError as exc:
+            stderr().print(f"[yellow]local agent not started:[/] {escape(str(exc))}")
+    console.print("press Ctrl+C to stop")
+    try:
+        while thread.is_alive():
+            thread.join(timeout=0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if agent_handle is not None:
+            agent_handle.stop()
+        uv.should_exit = True
+        thread.join(timeout=10)
+        db.dispose()
+    return 0
