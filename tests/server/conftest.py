@@ -40,7 +40,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def ctx(db: Database, clock: Clock) -> AppContext:
-    context = AppContext(db=db, config=ServerConfig(process_reports_inline=True), clock=clock)
+    context = AppContext(db=db, config=ServerConfig(), clock=clock)
     with db.session() as session:
         for role in ROLES:
             identity.create_user(

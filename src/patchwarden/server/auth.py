@@ -16,12 +16,13 @@ when one declares none of these, or when anonymous or under-privileged calls get
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
+from fastapi.routing import APIRoute
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -76,9 +77,40 @@ def context(request: Request) -> AppContext:
 
 
 def db_session(request: Request) -> Iterator[Session]:
-    """One database transaction per request: committed on success, rolled back on error."""
-    with context(request).db.session() as session:
+    """The request's database session: one transaction per request.
+
+    ``TransactionalRoute`` commits it when the handler returns — *before* the response
+    is sent, so a client never sees success for a change that did not commit. On an
+    error the transaction is rolled back. (FastAPI runs a dependency's exit code only
+    after the response has gone out, too late to commit.)
+    """
+    session = context(request).db.new_session()
+    request.state.db_session = session
+    try:
         yield session
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        if session.in_transaction():
+            session.rollback()  # the handler failed before TransactionalRoute committed
+        session.close()
+
+
+class TransactionalRoute(APIRoute):
+    """An APIRoute that commits the request's session as soon as the handler returns."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def commit_then_respond(request: Request) -> Response:
+            response = await handler(request)
+            session: Session | None = getattr(request.state, "db_session", None)
+            if session is not None and session.in_transaction():
+                await run_in_threadpool(session.commit)
+            return response
+
+        return commit_then_respond
 
 
 DbSession = Annotated[Session, Depends(db_session)]

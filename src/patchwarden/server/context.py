@@ -27,7 +27,6 @@ class ServerConfig:
     login_max_failures_user: int = 5
     login_max_failures_ip: int = 30
     login_window_minutes: int = 15
-    process_reports_inline: bool = False
 
 
 @dataclass

@@ -112,6 +112,10 @@ class Database:
         finally:
             session.close()
 
+    def new_session(self) -> Session:
+        """A bare session; the caller commits, rolls back and closes it."""
+        return self._sessions()
+
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()

@@ -14,13 +14,13 @@ from patchwarden.server.auth import (
     DbSession,
     Principal,
     Public,
+    TransactionalRoute,
     client_ip,
     context,
 )
-from patchwarden.server.context import AppContext
 from patchwarden.server.services import agents
 
-router = APIRouter(prefix="/api/agent/v1", tags=["agent"])
+router = APIRouter(route_class=TransactionalRoute, prefix="/api/agent/v1", tags=["agent"])
 
 Agent = Annotated[Principal, Depends(AgentAuth())]
 
@@ -123,18 +123,9 @@ def checkin(
     )
 
 
-def _store_report(ctx: AppContext, asset_id: int, body: bytes, encoding: str) -> int:
-    """Validate and store a report in its own, committed transaction."""
-    with ctx.db.session() as session:
-        report = agents.accept_inventory(
-            session, asset_id, body, encoding=encoding, now=ctx.now(), config=ctx.config
-        )
-        return report.id
-
-
 @router.put("/inventory", status_code=202)
 async def upload_inventory(
-    request: Request, agent: Agent, background: BackgroundTasks
+    request: Request, agent: Agent, session: DbSession, background: BackgroundTasks
 ) -> dict[str, Any]:
     """Upload this host's full inventory (gzip JSON); processed after the 202."""
     ctx = context(request)
@@ -147,16 +138,18 @@ async def upload_inventory(
         body.extend(chunk)
         if len(body) > limit:
             raise ValidationFailed(f"inventory upload exceeds the {limit}-byte limit")
-    # Durable before the 202: from here on the report survives a crash of this process.
-    report_id = await run_in_threadpool(
-        _store_report,
-        ctx,
+    report = await run_in_threadpool(
+        agents.accept_inventory,
+        session,
         agent.agent_asset(),
         bytes(body),
-        request.headers.get("Content-Encoding", ""),
+        encoding=request.headers.get("Content-Encoding", ""),
+        now=ctx.now(),
+        config=ctx.config,
     )
-    if ctx.config.process_reports_inline:
-        await run_in_threadpool(agents.process_report, ctx.db, report_id, now=ctx.now())
-    else:
-        background.add_task(agents.process_report, ctx.db, report_id, now=ctx.now())
+    report_id = report.id
+    # The request's transaction commits before the 202 goes out, so an acknowledged
+    # report is durable; processing runs after the response (and the sweeper retries
+    # reports a crashed process never finished).
+    background.add_task(agents.process_report, ctx.db, report_id, now=ctx.now())
     return {"protocol": agents.PROTOCOL_VERSION, "report_id": report_id, "status": "accepted"}

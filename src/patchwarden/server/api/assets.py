@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from patchwarden.reports.scan import host_report, report_to_json
-from patchwarden.server.auth import DbSession, Permission, Principal, context
+from patchwarden.server.auth import DbSession, Permission, Principal, TransactionalRoute, context
 from patchwarden.server.services import agents
 from patchwarden.server.services.assets import (
     AssetFilter,
@@ -22,7 +22,7 @@ from patchwarden.server.services.assets import (
 )
 from patchwarden.store.inventory import get_asset
 
-router = APIRouter(prefix="/api/v1", tags=["assets"])
+router = APIRouter(route_class=TransactionalRoute, prefix="/api/v1", tags=["assets"])
 
 Reader = Annotated[Principal, Depends(Permission("read"))]
 Writer = Annotated[Principal, Depends(Permission("assets:write"))]

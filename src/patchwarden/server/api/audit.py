@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import func, select
 
-from patchwarden.server.auth import DbSession, Permission, Principal
+from patchwarden.server.auth import DbSession, Permission, Principal, TransactionalRoute
 from patchwarden.store.audit import event_json, verify
 from patchwarden.store.models import AuditEventRow
 
-router = APIRouter(prefix="/api/v1/audit", tags=["audit"])
+router = APIRouter(route_class=TransactionalRoute, prefix="/api/v1/audit", tags=["audit"])
 
 Auditor = Annotated[Principal, Depends(Permission("audit:read"))]
 

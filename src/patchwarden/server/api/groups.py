@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from patchwarden.server.auth import DbSession, Permission, Principal, context
+from patchwarden.server.auth import DbSession, Permission, Principal, TransactionalRoute, context
 from patchwarden.server.services.assets import AssetFilter, list_assets
 from patchwarden.store.groups import (
     create_group,
@@ -21,7 +21,7 @@ from patchwarden.store.groups import (
 )
 from patchwarden.store.models import AssetGroupRow
 
-router = APIRouter(prefix="/api/v1/groups", tags=["groups"])
+router = APIRouter(route_class=TransactionalRoute, prefix="/api/v1/groups", tags=["groups"])
 
 Reader = Annotated[Principal, Depends(Permission("read"))]
 Writer = Annotated[Principal, Depends(Permission("groups:write"))]

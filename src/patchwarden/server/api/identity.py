@@ -14,12 +14,13 @@ from patchwarden.server.auth import (
     Permission,
     Principal,
     Public,
+    TransactionalRoute,
     client_ip,
     context,
 )
 from patchwarden.server.services import agents, identity
 
-router = APIRouter(prefix="/api/v1", tags=["identity"])
+router = APIRouter(route_class=TransactionalRoute, prefix="/api/v1", tags=["identity"])
 
 Reader = Annotated[Principal, Depends(Permission("read"))]
 SelfTokens = Annotated[Principal, Depends(Permission("tokens:self"))]

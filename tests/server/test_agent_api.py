@@ -1,0 +1,266 @@
+"""Agent protocol v1 on the server: enrollment rules, check-in, inventory reports."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from patchwarden.collect.jsonfmt import inventory_to_json
+from patchwarden.core.model import InstalledPackage, Inventory, OsInfo
+from patchwarden.server.context import AppContext
+from patchwarden.server.services import agents
+from patchwarden.store.audit import Actor
+from patchwarden.store.models import AgentReportRow, AssetPackage, AssetRow
+from tests.server.conftest import Clock, bearer
+
+DEBIAN = OsInfo(id="debian", version_id="12", ecosystem="Debian:12", family="debian")
+
+
+def make_token(ctx: AppContext, **options: object) -> str:
+    with ctx.db.session() as session:
+        _row, token = agents.create_enrollment_token(
+            session,
+            Actor("t", "system"),
+            now=ctx.now(),
+            **options,  # type: ignore[arg-type]
+        )
+    return token
+
+
+def enroll(client: TestClient, token: str, hostname: str = "web-1", **extra: str) -> dict:
+    response = client.post(
+        "/api/agent/v1/enroll",
+        json={"protocol": 1, "enrollment_token": token, "hostname": hostname, **extra},
+    )
+    return {"status": response.status_code, **response.json()}
+
+
+def inventory(host: str = "web-1", *packages: tuple[str, str]) -> Inventory:
+    pkgs = tuple(
+        InstalledPackage(n, v, "Debian:12", "amd64", n, v)
+        for n, v in packages or (("bash", "5.2-1"),)
+    )
+    return Inventory(hostname=host, packages=pkgs, os=DEBIAN)
+
+
+def upload(
+    client: TestClient, credential: str, inv: Inventory, *, raw: bytes | None = None
+) -> object:
+    body = raw if raw is not None else gzip.compress(json.dumps(inventory_to_json(inv)).encode())
+    return client.put(
+        "/api/agent/v1/inventory",
+        content=body,
+        headers={
+            **bearer(credential),
+            "Content-Encoding": "gzip",
+            "Content-Type": "application/json",
+        },
+    )
+
+
+def test_enroll_checkin_upload_round_trip(ctx: AppContext, app_client: TestClient) -> None:
+    enrolled = enroll(app_client, make_token(ctx), fqdn="web-1.example.net", machine_id="abc")
+    assert enrolled["status"] == 200
+    credential = enrolled["credential"]
+    assert credential.startswith("pwa_")
+    inv = inventory("web-1", ("bash", "5.2-1"), ("openssl", "3.0.9-1"))
+
+    first = app_client.post(
+        "/api/agent/v1/checkin",
+        json={
+            "protocol": 1,
+            "inventory_hash": inv.content_hash(),
+            "uptime_seconds": 99,
+            "reboot_required": True,
+        },
+        headers=bearer(credential),
+    )
+    assert first.status_code == 200
+    assert first.json() == {"protocol": 1, "upload_inventory": True, "next_checkin_seconds": 300}
+    with ctx.db.session() as session:
+        checked_in = session.get(AssetRow, enrolled["asset_id"])
+        assert checked_in is not None
+        assert checked_in.reboot_required is True  # liveness facts come with the check-in
+        assert checked_in.uptime_seconds == 99
+
+    accepted = upload(app_client, credential, inv)
+    assert accepted.status_code == 202, accepted.text  # type: ignore[attr-defined]
+    with ctx.db.session() as session:
+        asset = session.get(AssetRow, enrolled["asset_id"])
+        assert asset is not None
+        assert asset.source == "agent"
+        assert asset.fqdn == "web-1.example.net"
+        assert asset.reboot_required is False  # the uploaded inventory is authoritative
+        assert asset.inventory_hash == inv.content_hash()
+        packages = session.scalar(
+            select(func.count()).select_from(AssetPackage).where(AssetPackage.asset_id == asset.id)
+        )
+        assert packages == 2
+        report = session.scalars(select(AgentReportRow)).one()
+        assert report.status == "processed"
+
+    again = app_client.post(
+        "/api/agent/v1/checkin",
+        json={"protocol": 1, "inventory_hash": inv.content_hash()},
+        headers=bearer(credential),
+    )
+    assert again.json()["upload_inventory"] is False  # unchanged: no upload asked
+
+
+def test_enrollment_token_limits(ctx: AppContext, app_client: TestClient, clock: Clock) -> None:
+    twice = make_token(ctx, max_uses=2)
+    assert enroll(app_client, twice, "a")["status"] == 200
+    assert enroll(app_client, twice, "b")["status"] == 200
+    used_up = enroll(app_client, twice, "c")
+    assert used_up["status"] == 401
+    assert "used up" in used_up["error"]
+
+    short = make_token(ctx, hours=1)
+    clock.advance(hours=2)
+    assert enroll(app_client, short, "d")["status"] == 401
+
+    revoked = make_token(ctx)
+    with ctx.db.session() as session:
+        agents.revoke_enrollment_token(
+            session, Actor("t", "system"), int(revoked.split("_")[1]), now=ctx.now()
+        )
+    assert enroll(app_client, revoked, "e")["status"] == 401
+    forged = make_token(ctx)
+    token_id = forged.split("_")[1]
+    assert enroll(app_client, f"pwe_{token_id}_not-the-secret", "f")["status"] == 401
+
+
+def test_reenrolling_keeps_the_asset_and_revokes_the_old_credential(
+    ctx: AppContext, app_client: TestClient
+) -> None:
+    first = enroll(app_client, make_token(ctx), "db-1", machine_id="m-1")
+    second = enroll(app_client, make_token(ctx), "db-1-renamed", machine_id="m-1")
+    assert first["asset_id"] == second["asset_id"]
+    old = app_client.post("/api/agent/v1/checkin", json={}, headers=bearer(first["credential"]))
+    assert old.status_code == 401
+    new = app_client.post("/api/agent/v1/checkin", json={}, headers=bearer(second["credential"]))
+    assert new.status_code == 200
+
+
+def test_revoking_a_host_locks_its_agent_out_at_once(
+    ctx: AppContext, app_client: TestClient
+) -> None:
+    enrolled = enroll(app_client, make_token(ctx))
+    credential = enrolled["credential"]
+    assert (
+        app_client.post("/api/agent/v1/checkin", json={}, headers=bearer(credential)).status_code
+        == 200
+    )
+    with ctx.db.session() as session:
+        assert (
+            agents.revoke_credentials(
+                session, Actor("t", "system"), enrolled["asset_id"], now=ctx.now()
+            )
+            == 1
+        )
+    refused = app_client.post("/api/agent/v1/checkin", json={}, headers=bearer(credential))
+    assert refused.status_code == 401
+    assert "revoked" in refused.json()["error"]
+    assert upload(app_client, credential, inventory()).status_code == 401  # type: ignore[attr-defined]
+
+
+def test_bad_reports_are_refused_and_nothing_is_applied(
+    ctx: AppContext, app_client: TestClient
+) -> None:
+    credential = enroll(app_client, make_token(ctx))["credential"]
+    bad_json = upload(app_client, credential, inventory(), raw=gzip.compress(b"{not json"))
+    assert bad_json.status_code == 422  # type: ignore[attr-defined]
+    assert "not valid JSON" in bad_json.json()["error"]  # type: ignore[attr-defined]
+    document = inventory_to_json(inventory())
+    document["packages"][0]["version"] = ""
+    bad_field = upload(
+        app_client, credential, inventory(), raw=gzip.compress(json.dumps(document).encode())
+    )
+    assert bad_field.status_code == 422  # type: ignore[attr-defined]
+    assert "packages[0].version" in bad_field.json()["error"]  # type: ignore[attr-defined]
+    not_gzip = upload(app_client, credential, inventory(), raw=b"\x1f\x8b garbage")
+    assert not_gzip.status_code == 422  # type: ignore[attr-defined]
+    with ctx.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(AgentReportRow)) == 0
+        assert session.scalar(select(func.count()).select_from(AssetPackage)) == 0
+
+
+def test_size_limits_and_protocol_version(ctx: AppContext, app_client: TestClient) -> None:
+    ctx.config.max_inventory_bytes = 2048
+    ctx.config.max_inventory_uncompressed = 64 * 1024
+    credential = enroll(app_client, make_token(ctx))["credential"]
+    too_big = upload(app_client, credential, inventory(), raw=b"\x00" * 4096)
+    assert too_big.status_code == 422  # type: ignore[attr-defined]
+    assert "limit" in too_big.json()["error"]  # type: ignore[attr-defined]
+    bomb = gzip.compress(b" " * (1024 * 1024))  # compresses to ~1 KiB, expands to 1 MiB
+    assert len(bomb) < 2048
+    exploded = upload(app_client, credential, inventory(), raw=bomb)
+    assert exploded.status_code == 422  # type: ignore[attr-defined]
+    assert "too large" in exploded.json()["error"]  # type: ignore[attr-defined]
+    future = app_client.post(
+        "/api/agent/v1/checkin", json={"protocol": 99}, headers=bearer(credential)
+    )
+    assert future.status_code == 422
+    assert "unsupported agent protocol 99" in future.json()["error"]
+
+
+def test_an_agent_only_ever_writes_its_own_host(ctx: AppContext, app_client: TestClient) -> None:
+    one = enroll(app_client, make_token(ctx), "one")
+    two = enroll(app_client, make_token(ctx), "two")
+    # Agent "one" uploads an inventory that *claims* to be host "two": it still lands on one.
+    claimed = inventory("two", ("nginx", "1.22.1-9"))
+    assert upload(app_client, one["credential"], claimed).status_code == 202  # type: ignore[attr-defined]
+    with ctx.db.session() as session:
+        rows = session.execute(
+            select(AssetPackage.asset_id, func.count()).group_by(AssetPackage.asset_id)
+        ).all()
+    assert rows == [(one["asset_id"], 1)]
+    assert two["asset_id"] != one["asset_id"]
+
+
+def test_server_can_ask_for_an_early_checkin(ctx: AppContext, app_client: TestClient) -> None:
+    enrolled = enroll(app_client, make_token(ctx))
+    with ctx.db.session() as session:
+        agents.request_checkin(
+            session, Actor("t", "system"), enrolled["asset_id"], 20, now=ctx.now()
+        )
+    answer = app_client.post(
+        "/api/agent/v1/checkin", json={}, headers=bearer(enrolled["credential"])
+    )
+    assert answer.json()["next_checkin_seconds"] == 20
+    later = app_client.post(
+        "/api/agent/v1/checkin", json={}, headers=bearer(enrolled["credential"])
+    )
+    assert later.json()["next_checkin_seconds"] == 300  # the hint is used once
+
+
+def test_pending_reports_are_swept_after_a_crash(
+    ctx: AppContext, app_client: TestClient, clock: Clock
+) -> None:
+    credential = enroll(app_client, make_token(ctx))["credential"]
+    with ctx.db.session() as session:
+        asset_id = session.scalars(select(AssetRow.id)).one()
+        agents.accept_inventory(
+            session,
+            asset_id,
+            gzip.compress(json.dumps(inventory_to_json(inventory())).encode()),
+            encoding="gzip",
+            now=ctx.now(),
+            config=ctx.config,
+        )  # stored and acknowledged, then the process "died" before processing
+    clock.advance(minutes=1)
+    assert agents.process_pending(ctx.db, now=ctx.now(), older_than=timedelta(seconds=30)) == 1
+    with ctx.db.session() as session:
+        assert session.scalars(select(AgentReportRow.status)).one() == "processed"
+    del credential
+
+
+@pytest.mark.parametrize("header", ["Bearer pwa_1", "Bearer pwa_x_y", "Basic abc", ""])
+def test_malformed_agent_credentials(app_client: TestClient, header: str) -> None:
+    response = app_client.post("/api/agent/v1/checkin", json={}, headers={"Authorization": header})
+    assert response.status_code == 401
