@@ -1,0 +1,439 @@
+"""Rollout planning and the orchestrator's decision function (pure).
+
+A rollout deploys a set of patches to hosts in **rings** (lab → pilot → production
+waves). Each ring has members, a concurrency limit, an error budget, a success
+threshold to promote, a soak time and an optional approval gate. The server's loop
+calls ``decide(view, now)`` and applies the returned actions; nothing here reads the
+clock, the database or the network, so the rules are testable on their own (see
+tests/core/test_rollout_properties.py).
+
+Rules (documented for users in docs/deployment.md):
+
+* Rings run strictly in order; a ring starts only when the previous one completed.
+  A ring with ``requires_approval`` waits for an approval before it starts.
+* **Concurrency**: at most ``concurrency`` jobs of the ring are in flight
+  (released, running or waiting to retry) at any moment.
+* **Error budget** ``b`` (≥ 1): the ring halts as soon as ``b`` of its hosts have
+  failed (retries exhausted or progress deadline passed), and no job is released
+  once it has. Together with the concurrency limit ``c`` this bounds the damage:
+  at most ``b + c − 1`` hosts of a ring ever fail.
+* **Windows**: a job is released only when one of its host's maintenance windows is
+  open with at least the rollout's expected job duration left (hosts without
+  windows are unrestricted; emergency rollouts may carry their own windows).
+* **Dependencies** ``(first, then)`` between groups: a host in ``then`` is released
+  only after every job of this rollout for hosts in ``first`` (in this ring or an
+  earlier one) has finished.
+* **Offline hosts** are not failures: a job nobody claims within ``claim_deadline``
+  becomes ``offline``. A claimed job without a result within ``progress_deadline``
+  is a failed attempt. A lapsed lease returns the job to ``ready`` (at-least-once).
+* **Promotion**: when every job of the ring has finished, the ring soaks for
+  ``soak`` if ``succeeded / (succeeded + failed) ≥ success_threshold``, then
+  completes; otherwise it halts. Offline hosts count on neither side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from patchwarden.core.errors import ValidationFailed
+from patchwarden.core.windows import MaintenanceWindow, can_start
+
+JobStatus = Literal[
+    "pending",  # planned, not released
+    "ready",  # released: the host's agent may claim it
+    "running",  # claimed under a lease
+    "retry_wait",  # an attempt failed; released again after the backoff
+    "succeeded",
+    "failed",  # retries exhausted or deadline passed
+    "offline",  # never claimed in time: not a failure
+    "cancelled",  # never released (ring halted, rollout cancelled)
+    "rolled_back",  # undone after success, by a ring rollback
+]
+RingStatus = Literal[
+    "pending", "awaiting_approval", "running", "soaking", "completed", "halted", "rolled_back"
+]
+RolloutStatus = Literal[
+    "pending_approval", "running", "paused", "halted", "completed", "cancelled", "rolled_back"
+]
+
+IN_FLIGHT: frozenset[str] = frozenset({"ready", "running", "retry_wait"})
+FINAL: frozenset[str] = frozenset({"succeeded", "failed", "offline", "cancelled", "rolled_back"})
+
+
+# ----------------------------------------------------------------------- planning
+
+
+def resolve_count(spec: str | int, total: int, *, what: str, minimum: int = 1) -> int:
+    """A count given as ``5`` or ``"5"`` or a share ``"10%"`` of ``total`` (rounded up)."""
+    text = str(spec).strip()
+    try:
+        if text.endswith("%"):
+            share = float(text[:-1])
+            if not 0 < share <= 100:
+                raise ValueError(text)
+            count = math.ceil(total * share / 100)
+        else:
+            count = int(text)
+    except ValueError:
+        raise ValidationFailed(
+            f"{what} must be a count or a percentage like '10%', got {spec!r}"
+        ) from None
+    if count < minimum and not text.endswith("%"):
+        raise ValidationFailed(f"{what} must be at least {minimum}, got {count}")
+    return max(count, minimum)
+
+
+@dataclass(frozen=True, slots=True)
+class RingMembers:
+    """Who a ring targets: whole groups, or ``percent`` of the hosts of those groups."""
+
+    groups: tuple[int, ...]
+    percent: float = 100.0
+
+
+def _spread(seed: str, asset_id: int) -> str:
+    return hashlib.sha256(f"{seed}:{asset_id}".encode()).hexdigest()
+
+
+def assign_rings(
+    rings: Sequence[RingMembers], members: Mapping[int, Iterable[int]], *, seed: str
+) -> dict[int, int]:
+    """Place every targeted host in exactly one ring: the first ring that takes it.
+
+    A percentage ring takes a stable, evenly spread sample (hashed with ``seed``) of
+    the not-yet-placed hosts of its groups, rounded up.
+    """
+    placed: dict[int, int] = {}
+    for index, ring in enumerate(rings):
+        if not 0 < ring.percent <= 100:
+            raise ValidationFailed(f"ring {index + 1}: percent must be in (0, 100]")
+        candidates = sorted(
+            {a for g in ring.groups for a in members.get(g, ()) if a not in placed},
+            key=lambda a: _spread(seed, a),
+        )
+        take = math.ceil(len(candidates) * ring.percent / 100)
+        for asset_id in candidates[:take]:
+            placed[asset_id] = index
+    return placed
+
+
+# ------------------------------------------------------------------------- state
+
+
+@dataclass(frozen=True, slots=True)
+class RingPlan:
+    """A ring's limits, resolved to counts."""
+
+    name: str
+    concurrency: int
+    error_budget: int
+    success_threshold: float = 1.0
+    soak: timedelta = timedelta(0)
+    requires_approval: bool = False
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValidationFailed(f"ring {self.name}: concurrency must be at least 1")
+        if self.error_budget < 1:
+            raise ValidationFailed(f"ring {self.name}: error budget must be at least 1")
+        if not 0.0 <= self.success_threshold <= 1.0:
+            raise ValidationFailed(f"ring {self.name}: success threshold must be 0-100%")
+
+
+@dataclass(frozen=True, slots=True)
+class RingState:
+    """Where a ring is."""
+
+    status: RingStatus = "pending"
+    approved: bool = False
+    soak_until: datetime | None = None
+    # Failures an operator accepted when resuming a halted ring (they no longer count
+    # against the budget; new failures do).
+    failures_forgiven: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """One host's job as the orchestrator sees it."""
+
+    job_id: int
+    asset_id: int
+    ring: int
+    status: JobStatus
+    groups: frozenset[int] = frozenset()
+    released_at: datetime | None = None
+    # First claim of the current attempt (kept across a lapsed lease, cleared on retry).
+    claimed_at: datetime | None = None
+    lease_until: datetime | None = None
+    not_before: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How failed attempts are retried: up to ``max_attempts`` in all, with backoff
+    ``base × 2^(attempt−1)`` capped at ``cap``."""
+
+    max_attempts: int = 2
+    base: timedelta = timedelta(minutes=5)
+    cap: timedelta = timedelta(hours=1)
+
+    def backoff(self, attempt: int) -> timedelta:
+        """Wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
+        return min(self.cap, self.base * (2 ** max(0, attempt - 1)))
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutView:
+    """Everything ``decide`` needs about one rollout."""
+
+    status: RolloutStatus
+    rings: tuple[RingPlan, ...]
+    ring_states: tuple[RingState, ...]
+    jobs: tuple[JobView, ...]
+    windows: Mapping[int, tuple[MaintenanceWindow, ...]] = field(default_factory=dict)
+    dependencies: tuple[tuple[int, int], ...] = ()
+    expected_duration: timedelta = timedelta(minutes=30)
+    claim_deadline: timedelta = timedelta(hours=4)
+    progress_deadline: timedelta = timedelta(hours=2)
+
+
+# ----------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Make a job claimable by its host's agent."""
+
+    job_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireLease:
+    """A claim lapsed without a result: back to ``ready`` (the same attempt, which
+    keeps its first-claim time so the progress deadline still applies)."""
+
+    job_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class MarkOffline:
+    """Nobody claimed the job in time: the host is offline (not a failure)."""
+
+    job_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class TimeOut:
+    """A claimed job passed the progress deadline: a failed attempt."""
+
+    job_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class StartRing:
+    """Begin a ring."""
+
+    ring: int
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitApproval:
+    """The ring's approval gate: wait for an approver."""
+
+    ring: int
+
+
+@dataclass(frozen=True, slots=True)
+class StartSoak:
+    """Every job finished and the threshold is met: soak until ``until``."""
+
+    ring: int
+    until: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteRing:
+    """The ring is done; the next one may start."""
+
+    ring: int
+
+
+@dataclass(frozen=True, slots=True)
+class HaltRing:
+    """Stop the ring (and the rollout); ``reason`` says why."""
+
+    ring: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteRollout:
+    """Every ring completed."""
+
+
+Action = (
+    Release
+    | ExpireLease
+    | MarkOffline
+    | TimeOut
+    | StartRing
+    | AwaitApproval
+    | StartSoak
+    | CompleteRing
+    | HaltRing
+    | CompleteRollout
+)
+
+
+# ---------------------------------------------------------------------- decisions
+
+
+def after_failure(
+    job_attempts: int, policy: RetryPolicy, now: datetime
+) -> tuple[JobStatus, datetime | None]:
+    """The status after a failed attempt: ``retry_wait`` (with when) or ``failed``."""
+    if job_attempts < policy.max_attempts:
+        return "retry_wait", now + policy.backoff(job_attempts)
+    return "failed", None
+
+
+def _deadlines(jobs: Iterable[JobView], view: RolloutView, now: datetime) -> list[Action]:
+    actions: list[Action] = []
+    for job in jobs:
+        claimed = job.claimed_at
+        if job.status in ("running", "ready") and claimed is not None:
+            # The progress deadline runs from the attempt's first claim; a lapsed lease
+            # does not restart it, so an agent that keeps dying still times out.
+            if now - claimed >= view.progress_deadline:
+                actions.append(TimeOut(job.job_id))
+            elif job.status == "running" and job.lease_until is not None and job.lease_until <= now:
+                actions.append(ExpireLease(job.job_id))
+        elif (
+            job.status == "ready"
+            and job.released_at is not None
+            and now - job.released_at >= view.claim_deadline
+        ):
+            actions.append(MarkOffline(job.job_id))
+    return actions
+
+
+def _window_open(view: RolloutView, asset_id: int, now: datetime) -> bool:
+    windows = view.windows.get(asset_id, ())
+    return not windows or can_start(windows, now, view.expected_duration)
+
+
+def _blocked_groups(view: RolloutView, ring: int) -> set[int]:
+    """Groups whose hosts must still wait for a dependency to finish."""
+    blocked: set[int] = set()
+    for first, then in view.dependencies:
+        unfinished = any(
+            first in job.groups and job.ring <= ring and job.status not in FINAL
+            for job in view.jobs
+        )
+        if unfinished:
+            blocked.add(then)
+    return blocked
+
+
+def decide(view: RolloutView, now: datetime) -> list[Action]:
+    """What the orchestrator should do now for one rollout (see the module doc)."""
+    if view.status not in ("running", "paused", "halted"):
+        return []
+    actions: list[Action] = _deadlines(view.jobs, view, now)
+    if view.status != "running":
+        return actions  # paused or halted: in-flight work is still tracked, nothing new
+
+    current = next(
+        (
+            i
+            for i, state in enumerate(view.ring_states)
+            if state.status not in ("completed", "rolled_back")
+        ),
+        None,
+    )
+    if current is None:
+        return [*actions, CompleteRollout()]
+    plan = view.rings[current]
+    state = view.ring_states[current]
+    ring_jobs = [j for j in view.jobs if j.ring == current]
+    timed_out = {a.job_id for a in actions if isinstance(a, TimeOut)}
+
+    if state.status in ("pending", "awaiting_approval"):
+        if plan.requires_approval and not state.approved:
+            if state.status != "awaiting_approval":
+                actions.append(AwaitApproval(current))
+            return actions
+        actions.append(StartRing(current))
+        return actions
+    if state.status == "halted":
+        return actions
+    if state.status == "soaking":
+        if state.soak_until is None or now >= state.soak_until:
+            actions.append(CompleteRing(current))
+        return actions
+
+    # running
+    failed_total = sum(1 for j in ring_jobs if j.status == "failed")
+    failed = failed_total - state.failures_forgiven
+    # A timed-out attempt may become a failure; count it pessimistically.
+    failed_soon = failed + len(timed_out)
+    if failed >= plan.error_budget:
+        actions.append(
+            HaltRing(
+                current, f"{failed} failed hosts reached the error budget of {plan.error_budget}"
+            )
+        )
+        return actions
+    if not ring_jobs:
+        actions.append(CompleteRing(current))
+        return actions
+
+    in_flight = sum(1 for j in ring_jobs if j.status in IN_FLIGHT)
+    slots = plan.concurrency - in_flight
+    if failed_soon < plan.error_budget and slots > 0:
+        blocked = _blocked_groups(view, current)
+        for job in sorted(ring_jobs, key=lambda j: j.job_id):
+            if slots <= 0:
+                break
+            if job.status != "pending":
+                continue
+            if job.groups & blocked:
+                continue
+            if not _window_open(view, job.asset_id, now):
+                continue
+            actions.append(Release(job.job_id))
+            slots -= 1
+    # Retry-waits whose backoff passed are released again (they already hold a slot),
+    # unless the ring reached its budget or the host's window is closed.
+    if failed_soon < plan.error_budget:
+        for job in ring_jobs:
+            if (
+                job.status == "retry_wait"
+                and (job.not_before is None or job.not_before <= now)
+                and _window_open(view, job.asset_id, now)
+            ):
+                actions.append(Release(job.job_id))
+
+    unfinished = [j for j in ring_jobs if j.status not in FINAL]
+    if not unfinished and not timed_out:
+        succeeded = sum(1 for j in ring_jobs if j.status == "succeeded")
+        judged = succeeded + failed_total
+        ratio = 1.0 if judged == 0 else succeeded / judged
+        if ratio + 1e-9 < plan.success_threshold:
+            actions.append(
+                HaltRing(
+                    current,
+                    f"{succeeded} of {judged} hosts succeeded ({ratio:.0%}), below the "
+                    f"{plan.success_threshold:.0%} needed to promote",
+                )
+            )
+        elif plan.soak > timedelta(0):
+            actions.append(StartSoak(current, now + plan.soak))
+        else:
+            actions.append(CompleteRing(current))
+    return actions
