@@ -16,6 +16,7 @@ import typer
 from patchwarden import __version__
 from patchwarden.cli import admin
 from patchwarden.cli import db as db_cli
+from patchwarden.cli import deploy as deploy_cli
 from patchwarden.cli import explain as explain_cli
 from patchwarden.cli import feeds as feeds_cli
 from patchwarden.cli import scan as scan_cli
@@ -41,6 +42,11 @@ app.add_typer(admin.users_app, name="users")
 app.add_typer(admin.tokens_app, name="tokens")
 app.add_typer(admin.enroll_app, name="enroll")
 app.add_typer(admin.audit_app, name="audit")
+app.add_typer(deploy_cli.windows_app, name="windows")
+app.add_typer(deploy_cli.baselines_app, name="baselines")
+app.add_typer(deploy_cli.exceptions_app, name="exceptions")
+app.add_typer(deploy_cli.rollouts_app, name="rollouts")
+app.add_typer(deploy_cli.scripts_app, name="scripts")
 app.add_typer(db_cli.app, name="db")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -28,10 +29,11 @@ from patchwarden.core.errors import (
     RateLimited,
     ValidationFailed,
 )
-from patchwarden.server.api import agent, assets, audit, groups, identity
+from patchwarden.server.api import agent, assets, audit, deploy, groups, identity
 from patchwarden.server.auth import Public
 from patchwarden.server.context import AppContext
 from patchwarden.server.services.agents import process_pending
+from patchwarden.server.services.orchestrator import run_loop
 from patchwarden.server.web import pages
 
 log = logging.getLogger("patchwarden.server")
@@ -83,13 +85,32 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(_sweep_reports(ctx, stop, 10.0))] if background else []
+        halt_loop = threading.Event()
+        tasks = []
+        loop_thread = None
+        if background:
+            tasks.append(asyncio.create_task(_sweep_reports(ctx, stop, 10.0)))
+            loop_thread = threading.Thread(
+                target=run_loop,
+                kwargs={
+                    "database": ctx.db,
+                    "clock": ctx.now,
+                    "should_stop": halt_loop.wait,
+                    "every": ctx.config.orchestrator_interval,
+                },
+                name="orchestrator",
+                daemon=True,
+            )
+            loop_thread.start()
         try:
             yield
         finally:
             stop.set()
+            halt_loop.set()
             for task in tasks:
                 await task
+            if loop_thread is not None:
+                await run_in_threadpool(loop_thread.join, 30)
 
     app = FastAPI(
         title="patchwarden",
@@ -139,6 +160,7 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
         assets.router,
         groups.router,
         audit.router,
+        deploy.router,
         pages.router,
     ):
         app.include_router(router)

@@ -27,6 +27,7 @@ class ServerConfig:
     login_max_failures_user: int = 5
     login_max_failures_ip: int = 30
     login_window_minutes: int = 15
+    orchestrator_interval: float = 5.0
 
 
 @dataclass

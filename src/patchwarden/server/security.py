@@ -31,6 +31,7 @@ PERMISSIONS: dict[str, str] = {
     "tokens:self": "create and revoke one's own API tokens",
     "deploy:write": "baselines, windows, rollouts and exceptions (request)",
     "approve": "approve rollouts, promotions and exceptions (four eyes)",
+    "scripts:write": "register script packages (artifacts and commands agents may run)",
 }
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {

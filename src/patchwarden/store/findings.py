@@ -24,6 +24,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from patchwarden.core import risk
+from patchwarden.core.approval import ExceptionRule, covers
 from patchwarden.core.cvss import score_vector
 from patchwarden.core.errors import UnsupportedEcosystem, ValidationFailed
 from patchwarden.core.matching import AdvisoryIndex
@@ -34,19 +35,18 @@ from patchwarden.store.intel import get_intel
 from patchwarden.store.inventory import asset_context
 from patchwarden.store.models import (
     AdvisoryRow,
+    AssetGroupMember,
     AssetPackage,
     AssetRow,
     FindingRow,
     PackageRow,
     PackageVuln,
+    RiskExceptionRow,
     table_of,
 )
 
 #: Above this many distinct names, loading the whole index beats filtering by name.
 _FULL_INDEX_NAMES = 20_000
-
-#: States an exception or mitigation sets; a refresh never overrides them.
-_MANAGED_STATES = frozenset({"accepted", "mitigated"})
 
 
 @dataclass
@@ -194,6 +194,65 @@ def threats_for(session: Session, advisory_ids: Iterable[int]) -> dict[int, risk
     return threats
 
 
+def accepted_findings(
+    session: Session, keys: Sequence[tuple[int, int, int]], *, now: datetime
+) -> set[tuple[int, int, int]]:
+    """The (asset, package, advisory) keys an approved, unexpired exception covers."""
+    rules = [
+        ExceptionRule(r.id, r.advisory, r.package, r.asset_id, r.group_id, r.expires_at)
+        for r in session.scalars(
+            select(RiskExceptionRow).where(
+                RiskExceptionRow.status == "approved", RiskExceptionRow.expires_at > now
+            )
+        )
+    ]
+    if not rules or not keys:
+        return set()
+    asset_ids = sorted({a for a, _, _ in keys})
+    groups: dict[int, set[int]] = {}
+    for batch in chunks(asset_ids):
+        for asset_id, group_id in session.execute(
+            select(AssetGroupMember.asset_id, AssetGroupMember.group_id).where(
+                AssetGroupMember.asset_id.in_(batch)
+            )
+        ):
+            groups.setdefault(asset_id, set()).add(group_id)
+    names: dict[int, set[str]] = {}
+    for batch in chunks(sorted({p for _, p, _ in keys})):
+        for package_id, name, source in session.execute(
+            select(PackageRow.id, PackageRow.name, PackageRow.source_name).where(
+                PackageRow.id.in_(batch)
+            )
+        ):
+            names[package_id] = {name, source} - {""}
+    advisory_names: dict[int, set[str]] = {}
+    for batch in chunks(sorted({a for _, _, a in keys})):
+        for row_id, ext_id, aliases, related in session.execute(
+            select(
+                AdvisoryRow.id, AdvisoryRow.ext_id, AdvisoryRow.aliases, AdvisoryRow.related
+            ).where(AdvisoryRow.id.in_(batch))
+        ):
+            advisory_names[row_id] = {ext_id, *aliases, *related}
+    covered = set()
+    for key in keys:
+        asset_id, package_id, advisory_id = key
+        for rule in rules:
+            if any(
+                covers(
+                    rule,
+                    advisory_ids=advisory_names.get(advisory_id, ()),
+                    package=name,
+                    asset_id=asset_id,
+                    asset_groups=groups.get(asset_id, ()),
+                    now=now,
+                )
+                for name in names.get(package_id, {""})
+            ):
+                covered.add(key)
+                break
+    return covered
+
+
 def refresh_findings(
     session: Session,
     *,
@@ -253,6 +312,7 @@ def refresh_findings(
             )
 
     threats = threats_for(session, {adv for _, _, adv in desired})
+    accepted = accepted_findings(session, desired, now=now)
     scored: dict[tuple[int, AssetContext], RiskScore] = {}
     today = now.date()
 
@@ -276,18 +336,33 @@ def refresh_findings(
         asset_id, package_id, advisory_id = key
         ctx = contexts[asset_id]
         old = existing.get(key)
+        wanted_state = "accepted" if key in accepted else "open"
         if old is None:
             score_value, priority, due = assess(advisory_id, ctx, today)
             new_rows.append(
-                (asset_id, package_id, advisory_id, "open", now, None, score_value, priority, due)
+                (
+                    asset_id,
+                    package_id,
+                    advisory_id,
+                    wanted_state,
+                    now,
+                    None,
+                    score_value,
+                    priority,
+                    due,
+                )
             )
             continue
         row_id, _a, _p, _adv, state, first_seen, old_score, old_priority, old_due = old
         score_value, priority, due = assess(advisory_id, ctx, first_seen.date())
         change: dict[str, Any] = {}
         if state == "fixed":
-            change.update(state="open", resolved_at=None)
+            change.update(state=wanted_state, resolved_at=None)
             result.reopened += 1
+        elif state in ("open", "accepted") and state != wanted_state:
+            # An exception was granted, or expired/was revoked: the finding follows it.
+            change.update(state=wanted_state)
+            result.reopened += wanted_state == "open"
         if (old_score, old_priority, old_due) != (score_value, priority, due):
             change.update(risk_score=score_value, priority=priority, due_date=due)
             result.rescored += 1
@@ -295,7 +370,7 @@ def refresh_findings(
             changes.append({"row_id": row_id, **_full_change(old, change)})
 
     for key, old in existing.items():
-        if key not in seen and old[4] not in ("fixed",) and old[4] not in _MANAGED_STATES:
+        if key not in seen and old[4] != "fixed":
             changes.append(
                 {"row_id": old[0], **_full_change(old, {"state": "fixed", "resolved_at": now})}
             )

@@ -72,6 +72,17 @@ def member_count(session: Session, group_id: int) -> int:
     )
 
 
+def groups_with_counts(session: Session) -> list[tuple[AssetGroupRow, int]]:
+    """Every group, by name, with its member count (one query)."""
+    rows = session.execute(
+        select(AssetGroupRow, func.count(AssetGroupMember.asset_id))
+        .outerjoin(AssetGroupMember, AssetGroupMember.group_id == AssetGroupRow.id)
+        .group_by(AssetGroupRow.id)
+        .order_by(AssetGroupRow.name)
+    )
+    return [(group, count) for group, count in rows]
+
+
 def create_group(
     session: Session,
     actor: Actor,

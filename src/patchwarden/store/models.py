@@ -477,3 +477,191 @@ class AssetGroupMember(Base):
     asset_id: Mapped[int] = mapped_column(
         ForeignKey("asset.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+
+
+# ----------------------------------------------------------------------- deployment
+
+
+class MaintenanceWindowRow(Base):
+    """An RFC 5545 RRULE in an IANA zone with a duration, and blackout dates."""
+
+    __tablename__ = "maintenance_window"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    rrule: Mapped[str] = mapped_column(String(500))
+    timezone: Mapped[str] = mapped_column(String(60))
+    duration_minutes: Mapped[int] = mapped_column(Integer)
+    blackouts: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class GroupWindow(Base):
+    """Windows attached to a group: its hosts are patched only inside them."""
+
+    __tablename__ = "group_window"
+
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("asset_group.id", ondelete="CASCADE"), primary_key=True
+    )
+    window_id: Mapped[int] = mapped_column(
+        ForeignKey("maintenance_window.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class PatchBaselineRow(Base):
+    """Which updates are approved for which groups."""
+
+    __tablename__ = "patch_baseline"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    rules: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    groups: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class RiskExceptionRow(Base):
+    """A risk acceptance of (advisory and/or package) × (asset or group) until expiry."""
+
+    __tablename__ = "risk_exception"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    advisory: Mapped[str] = mapped_column(String(200), default="")
+    package: Mapped[str] = mapped_column(String(300), default="")
+    asset_id: Mapped[int | None] = mapped_column(
+        ForeignKey("asset.id", ondelete="CASCADE"), nullable=True
+    )
+    group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("asset_group.id", ondelete="CASCADE"), nullable=True
+    )
+    justification: Mapped[str] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(120))
+    approved_by: Mapped[str] = mapped_column(String(120), default="")
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class ScriptPackageRow(Base):
+    """Third-party software without a repository: an artifact and its commands."""
+
+    __tablename__ = "script_package"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    version: Mapped[str] = mapped_column(String(60))
+    sha256: Mapped[str] = mapped_column(String(64))
+    artifact: Mapped[bytes] = mapped_column(LargeBinary)
+    commands: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_script_package"),)
+
+
+class RolloutRow(Base):
+    """A deployment of patches to target groups through rings."""
+
+    __tablename__ = "rollout"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(30), index=True)
+    emergency: Mapped[bool] = mapped_column(Boolean, default=False)
+    baseline_id: Mapped[int | None] = mapped_column(
+        ForeignKey("patch_baseline.id", ondelete="SET NULL"), nullable=True
+    )
+    selection: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    target_groups: Mapped[list[Any]] = mapped_column(default=list)
+    dependencies: Mapped[list[Any]] = mapped_column(default=list)
+    policy: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    windows: Mapped[list[Any]] = mapped_column(default=list)
+    requested_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    halt_reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class RolloutRingRow(Base):
+    """One ring of a rollout with its limits and state."""
+
+    __tablename__ = "rollout_ring"
+    __table_args__ = (UniqueConstraint("rollout_id", "idx", name="uq_rollout_ring"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollout.id", ondelete="CASCADE"))
+    idx: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(120))
+    members: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    windows: Mapped[list[Any]] = mapped_column(default=list)
+    concurrency: Mapped[int] = mapped_column(Integer)
+    error_budget: Mapped[int] = mapped_column(Integer)
+    success_threshold: Mapped[float] = mapped_column(Float, default=1.0)
+    soak_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    requires_approval: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(30), default="pending")
+    approved: Mapped[bool] = mapped_column(Boolean, default=False)
+    soak_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    failures_forgiven: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class ApprovalRow(Base):
+    """An approval (or rejection) of a rollout or of one ring's promotion."""
+
+    __tablename__ = "approval"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(
+        ForeignKey("rollout.id", ondelete="CASCADE"), index=True
+    )
+    ring_idx: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    approver: Mapped[str] = mapped_column(String(120))
+    decision: Mapped[str] = mapped_column(String(20))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class JobRow(Base):
+    """One host's work in a rollout (install, or a rollback of an earlier job)."""
+
+    __tablename__ = "job"
+    __table_args__ = (
+        UniqueConstraint("rollout_id", "asset_id", "kind", name="uq_job"),
+        Index("ix_job_asset_status", "asset_id", "status"),
+        Index("ix_job_rollout_status", "rollout_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollout.id", ondelete="CASCADE"))
+    ring_idx: Mapped[int] = mapped_column(Integer)
+    asset_id: Mapped[int] = mapped_column(ForeignKey("asset.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20), default="install")
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    released_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    not_before: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class JobResultRow(Base):
+    """An agent's report for one attempt of a job (idempotent on job + attempt)."""
+
+    __tablename__ = "job_result"
+    __table_args__ = (UniqueConstraint("job_id", "attempt", name="uq_job_result"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    reported_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request
+import orjson
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -18,7 +19,7 @@ from patchwarden.server.auth import (
     client_ip,
     context,
 )
-from patchwarden.server.services import agents
+from patchwarden.server.services import agents, deploy
 
 router = APIRouter(route_class=TransactionalRoute, prefix="/api/agent/v1", tags=["agent"])
 
@@ -62,6 +63,7 @@ class CheckinResponse(BaseModel):
     protocol: int
     upload_inventory: bool
     next_checkin_seconds: int
+    jobs_waiting: int = Field(0, description="Released jobs this host should claim now.")
 
 
 def _check_protocol(version: int) -> None:
@@ -120,6 +122,7 @@ def checkin(
         protocol=agents.PROTOCOL_VERSION,
         upload_inventory=answer.upload_inventory,
         next_checkin_seconds=answer.next_checkin_seconds,
+        jobs_waiting=answer.jobs_waiting,
     )
 
 
@@ -153,3 +156,71 @@ async def upload_inventory(
     # reports a crashed process never finished).
     background.add_task(agents.process_report, ctx.db, report_id, now=ctx.now())
     return {"protocol": agents.PROTOCOL_VERSION, "report_id": report_id, "status": "accepted"}
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+class JobResultBody(BaseModel):
+    """An agent's result for one attempt of a job."""
+
+    attempt: int = Field(..., ge=1)
+    status: str = Field(..., pattern="^(succeeded|failed|rolled_back)$")
+    result: dict[str, Any] = Field(default_factory=dict)
+
+
+class HeartbeatBody(BaseModel):
+    """Keep a running job's lease alive."""
+
+    attempt: int = Field(..., ge=1)
+
+
+_MAX_RESULT_BYTES = 256 * 1024
+
+
+@router.get("/jobs")
+def claim_jobs(request: Request, agent: Agent, session: DbSession) -> dict[str, Any]:
+    """Claim this host's released jobs under a lease; returns their payloads."""
+    jobs = deploy.claim_jobs(session, agent.agent_asset(), now=context(request).now())
+    return {"protocol": agents.PROTOCOL_VERSION, "jobs": [deploy.job_payload(j) for j in jobs]}
+
+
+@router.post("/jobs/{job_id}/heartbeat")
+def job_heartbeat(
+    job_id: int, body: HeartbeatBody, request: Request, agent: Agent, session: DbSession
+) -> dict[str, Any]:
+    """Extend the lease of a job this host is running."""
+    until = deploy.heartbeat(
+        session, agent.agent_asset(), job_id, body.attempt, now=context(request).now()
+    )
+    return {"lease_until": until.isoformat()}
+
+
+@router.post("/jobs/{job_id}/result")
+def job_result(
+    job_id: int, body: JobResultBody, request: Request, agent: Agent, session: DbSession
+) -> dict[str, Any]:
+    """Report one attempt's outcome; idempotent on (job, attempt)."""
+    if len(orjson.dumps(body.result)) > _MAX_RESULT_BYTES:
+        raise ValidationFailed(f"job result larger than {_MAX_RESULT_BYTES} bytes")
+    job, duplicate = deploy.record_result(
+        session,
+        agent.agent_asset(),
+        job_id,
+        attempt=body.attempt,
+        status=body.status,
+        detail=body.result,
+        now=context(request).now(),
+    )
+    return {"job_id": job.id, "status": job.status, "duplicate": duplicate}
+
+
+@router.get("/script-packages/{package_id}/artifact")
+def script_artifact(package_id: int, agent: Agent, session: DbSession) -> Response:
+    """Download a script package's artifact (only for a host with a job using it)."""
+    row = deploy.script_package_for_job(session, agent.agent_asset(), package_id)
+    return Response(
+        row.artifact,
+        media_type="application/octet-stream",
+        headers={"X-Content-SHA256": row.sha256},
+    )

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from patchwarden.collect.jsonfmt import inventory_from_json
@@ -53,6 +53,7 @@ from patchwarden.store.models import (
     AgentReportRow,
     AssetRow,
     EnrollmentTokenRow,
+    JobRow,
 )
 
 PROTOCOL_VERSION = 1
@@ -338,6 +339,7 @@ class CheckinAnswer:
 
     upload_inventory: bool
     next_checkin_seconds: int
+    jobs_waiting: int = 0
 
 
 def checkin(
@@ -386,7 +388,19 @@ def checkin(
             .where(AgentCredentialRow.asset_id == asset_id, AgentCredentialRow.revoked_at.is_(None))
             .values(agent_version=agent_version[:40])
         )
-    return CheckinAnswer(upload_inventory=upload, next_checkin_seconds=interval)
+    waiting = (
+        session.scalar(
+            select(func.count())
+            .select_from(JobRow)
+            .where(JobRow.asset_id == asset_id, JobRow.status == "ready")
+        )
+        or 0
+    )
+    if waiting:
+        interval = min(interval, 30)  # come back soon while work is being handed out
+    return CheckinAnswer(
+        upload_inventory=upload, next_checkin_seconds=interval, jobs_waiting=waiting
+    )
 
 
 def decode_inventory(body: bytes, *, encoding: str, config: ServerConfig) -> Inventory:

@@ -158,6 +158,7 @@ class AssetFilter:
     exposure: str = ""
     status: str = ""
     source: str = ""
+    priority: str = ""  # assets with at least one open finding of this priority
 
 
 def _filtered(query: Select[Any], f: AssetFilter) -> Select[Any]:
@@ -186,6 +187,16 @@ def _filtered(query: Select[Any], f: AssetFilter) -> Select[Any]:
         query = query.where(
             AssetRow.id.in_(
                 select(AssetGroupMember.asset_id).where(AssetGroupMember.group_id == f.group)
+            )
+        )
+    if f.priority:
+        if f.priority not in PRIORITIES:
+            raise ValidationFailed("priority must be P1-P4")
+        query = query.where(
+            AssetRow.id.in_(
+                select(FindingRow.asset_id).where(
+                    FindingRow.state == "open", FindingRow.priority == f.priority
+                )
             )
         )
     return query
@@ -396,6 +407,18 @@ def list_findings(
         for finding, hostname, name, version, ext_id, fixed, why in rows
     ]
     return Page(items, total, limit, offset)
+
+
+def environments(session: Session) -> list[str]:
+    """The distinct, non-empty environments assets are in (for filter choices)."""
+    return list(
+        session.scalars(
+            select(AssetRow.environment)
+            .where(AssetRow.environment != "")
+            .distinct()
+            .order_by(AssetRow.environment)
+        )
+    )
 
 
 def fleet_summary(session: Session, *, today: date) -> dict[str, Any]:

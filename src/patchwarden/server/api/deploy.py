@@ -1,0 +1,400 @@
+"""Deployment API: windows, baselines, exceptions, script packages, rollouts."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import PlainTextResponse, Response
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from patchwarden.core.errors import ValidationFailed
+from patchwarden.reports.change_record import change_record, to_markdown
+from patchwarden.server.auth import DbSession, Permission, Principal, TransactionalRoute, context
+from patchwarden.server.services import deploy
+from patchwarden.store.models import (
+    MaintenanceWindowRow,
+    PatchBaselineRow,
+    RiskExceptionRow,
+    RolloutRow,
+    ScriptPackageRow,
+)
+
+router = APIRouter(route_class=TransactionalRoute, prefix="/api/v1", tags=["deployment"])
+
+Reader = Annotated[Principal, Depends(Permission("read"))]
+Deployer = Annotated[Principal, Depends(Permission("deploy:write"))]
+Approver = Annotated[Principal, Depends(Permission("approve"))]
+ScriptAdmin = Annotated[Principal, Depends(Permission("scripts:write"))]
+
+
+# ------------------------------------------------------------------------ windows
+
+
+class NewWindow(BaseModel):
+    """A maintenance window."""
+
+    name: str = Field(..., max_length=120)
+    rrule: str = Field(..., max_length=500)
+    timezone: str = Field(..., max_length=60)
+    duration_minutes: int = Field(..., ge=1, le=7 * 24 * 60)
+    blackouts: list[list[str] | str] = Field(default_factory=list)
+
+
+@router.get("/windows")
+def list_windows(_who: Reader, session: DbSession) -> dict[str, Any]:
+    """Every maintenance window."""
+    rows = session.scalars(select(MaintenanceWindowRow).order_by(MaintenanceWindowRow.name))
+    items = [deploy.window_json(r) for r in rows]
+    return {"items": items, "total": len(items)}
+
+
+@router.post("/windows", status_code=201)
+def create_window(
+    body: NewWindow, request: Request, who: Deployer, session: DbSession
+) -> dict[str, Any]:
+    """Create a maintenance window (RFC 5545 RRULE, IANA time zone, duration)."""
+    row = deploy.create_window(
+        session,
+        who.actor(),
+        name=body.name,
+        rrule=body.rrule,
+        timezone=body.timezone,
+        duration_minutes=body.duration_minutes,
+        blackouts=body.blackouts,
+        now=context(request).now(),
+    )
+    return deploy.window_json(row)
+
+
+@router.post("/groups/{group_id}/windows/{window_id}")
+def attach_window(
+    group_id: int,
+    window_id: int,
+    request: Request,
+    who: Deployer,
+    session: DbSession,
+    detach: bool = False,
+) -> dict[str, str]:
+    """Attach (``?detach=true``: detach) a window to a group."""
+    deploy.attach_window(
+        session, who.actor(), group_id, window_id, now=context(request).now(), detach=detach
+    )
+    return {"status": "detached" if detach else "attached"}
+
+
+# ---------------------------------------------------------------------- baselines
+
+
+class BaselineBody(BaseModel):
+    """A patch baseline (created or replaced by name)."""
+
+    name: str = Field(..., max_length=120)
+    description: str = Field("", max_length=2000)
+    rules: dict[str, Any] = Field(default_factory=dict)
+    groups: list[int] = Field(default_factory=list)
+
+
+@router.get("/baselines")
+def list_baselines(_who: Reader, session: DbSession) -> dict[str, Any]:
+    """Every baseline."""
+    rows = session.scalars(select(PatchBaselineRow).order_by(PatchBaselineRow.name))
+    items = [deploy.baseline_json(r) for r in rows]
+    return {"items": items, "total": len(items)}
+
+
+@router.post("/baselines", status_code=201)
+def save_baseline(
+    body: BaselineBody, request: Request, who: Deployer, session: DbSession
+) -> dict[str, Any]:
+    """Create or replace a baseline."""
+    row = deploy.save_baseline(
+        session,
+        who.actor(),
+        name=body.name,
+        rules_json=body.rules,
+        groups=body.groups,
+        description=body.description,
+        now=context(request).now(),
+    )
+    return deploy.baseline_json(row)
+
+
+# --------------------------------------------------------------------- exceptions
+
+
+class NewException(BaseModel):
+    """A risk-acceptance request."""
+
+    advisory: str = Field("", max_length=200)
+    package: str = Field("", max_length=300)
+    asset_id: int | None = None
+    group_id: int | None = None
+    justification: str = Field(..., max_length=4000)
+    expires_at: datetime
+
+
+class Decision(BaseModel):
+    """An approver's comment."""
+
+    comment: str = Field("", max_length=2000)
+
+
+@router.get("/exceptions")
+def list_exceptions(_who: Reader, session: DbSession, status: str = "") -> dict[str, Any]:
+    """Risk exceptions (filter by ``status``: pending, approved, rejected, expired, revoked)."""
+    query = select(RiskExceptionRow).order_by(RiskExceptionRow.id.desc())
+    if status:
+        query = query.where(RiskExceptionRow.status == status)
+    items = [deploy.exception_json(r) for r in session.scalars(query)]
+    return {"items": items, "total": len(items)}
+
+
+@router.post("/exceptions", status_code=201)
+def request_exception(
+    body: NewException, request: Request, who: Deployer, session: DbSession
+) -> dict[str, Any]:
+    """Request a risk exception; an approver other than the requester must approve it."""
+    if body.expires_at.tzinfo is None:
+        raise ValidationFailed("expires_at needs a time zone (e.g. 2027-01-31T00:00:00Z)")
+    row = deploy.request_exception(
+        session,
+        who.actor(),
+        advisory=body.advisory,
+        package=body.package,
+        asset_id=body.asset_id,
+        group=body.group_id,
+        justification=body.justification,
+        expires_at=body.expires_at,
+        now=context(request).now(),
+    )
+    return deploy.exception_json(row)
+
+
+@router.post("/exceptions/{exception_id}/approve")
+def approve_exception(
+    exception_id: int, request: Request, who: Approver, session: DbSession
+) -> dict[str, Any]:
+    """Approve a pending exception (not one's own); its findings become accepted."""
+    row = deploy.decide_exception(
+        session, who.actor(), exception_id, approve_it=True, now=context(request).now()
+    )
+    return deploy.exception_json(row)
+
+
+@router.post("/exceptions/{exception_id}/reject")
+def reject_exception(
+    exception_id: int, request: Request, who: Approver, session: DbSession
+) -> dict[str, Any]:
+    """Reject a pending exception."""
+    row = deploy.decide_exception(
+        session, who.actor(), exception_id, approve_it=False, now=context(request).now()
+    )
+    return deploy.exception_json(row)
+
+
+@router.post("/exceptions/{exception_id}/revoke")
+def revoke_exception(
+    exception_id: int, request: Request, who: Approver, session: DbSession
+) -> dict[str, Any]:
+    """End an exception early; its findings reopen."""
+    row = deploy.revoke_exception(session, who.actor(), exception_id, now=context(request).now())
+    return deploy.exception_json(row)
+
+
+# ---------------------------------------------------------------- script packages
+
+
+class NewScriptPackage(BaseModel):
+    """A script package: the artifact (base64) and its four commands (argv lists)."""
+
+    name: str = Field(..., max_length=120)
+    version: str = Field(..., max_length=60)
+    artifact_base64: str = Field(..., max_length=200 * 1024 * 1024)
+    commands: dict[str, list[str]]
+
+
+@router.get("/script-packages")
+def list_script_packages(_who: Reader, session: DbSession) -> dict[str, Any]:
+    """Registered script packages (without artifacts)."""
+    rows = session.scalars(select(ScriptPackageRow).order_by(ScriptPackageRow.name))
+    items = [
+        {
+            "id": r.id,
+            "name": r.name,
+            "version": r.version,
+            "sha256": r.sha256,
+            "commands": r.commands,
+            "created_by": r.created_by,
+            "created_at": r.created_at.isoformat(),
+        }
+        for r in rows
+    ]
+    return {"items": items, "total": len(items)}
+
+
+@router.post("/script-packages", status_code=201)
+def register_script_package(
+    body: NewScriptPackage, request: Request, who: ScriptAdmin, session: DbSession
+) -> dict[str, Any]:
+    """Register third-party software agents may install (admins only)."""
+    try:
+        artifact = base64.b64decode(body.artifact_base64, validate=True)
+    except ValueError as exc:
+        raise ValidationFailed(f"artifact_base64 is not valid base64: {exc}") from exc
+    row = deploy.register_script_package(
+        session,
+        who.actor(),
+        name=body.name,
+        version=body.version,
+        artifact=artifact,
+        commands=body.commands,
+        now=context(request).now(),
+    )
+    return {"id": row.id, "name": row.name, "version": row.version, "sha256": row.sha256}
+
+
+# ----------------------------------------------------------------------- rollouts
+
+
+class RingBody(BaseModel):
+    """A ring of a rollout."""
+
+    name: str = Field(..., max_length=120)
+    groups: list[int] = Field(default_factory=list)
+    percent: float = Field(100.0, gt=0, le=100)
+    windows: list[int] = Field(default_factory=list)
+    concurrency: str = "1"
+    error_budget: str = "1"
+    success_threshold: float = Field(100.0, ge=0, le=100)
+    soak_minutes: int = Field(0, ge=0, le=60 * 24 * 30)
+    requires_approval: bool = False
+
+
+class NewRollout(BaseModel):
+    """A rollout to plan."""
+
+    name: str = Field(..., max_length=200)
+    target_groups: list[int]
+    rings: list[RingBody]
+    baseline: int | None = None
+    advisories: list[str] = Field(default_factory=list)
+    packages: list[str] = Field(default_factory=list)
+    dependencies: list[tuple[int, int]] = Field(default_factory=list)
+    policy: dict[str, Any] = Field(default_factory=dict)
+    emergency: bool = False
+    windows: list[int] = Field(default_factory=list)
+
+
+@router.get("/rollouts")
+def list_rollouts(_who: Reader, session: DbSession, status: str = "") -> dict[str, Any]:
+    """Rollouts, newest first."""
+    query = select(RolloutRow).order_by(RolloutRow.id.desc())
+    if status:
+        query = query.where(RolloutRow.status == status)
+    items = [deploy.rollout_json(session, r) for r in session.scalars(query)]
+    return {"items": items, "total": len(items)}
+
+
+@router.post("/rollouts", status_code=201)
+def create_rollout(
+    body: NewRollout, request: Request, who: Deployer, session: DbSession
+) -> dict[str, Any]:
+    """Plan a rollout (emergency rollouts wait for one approver)."""
+    row = deploy.create_rollout(
+        session,
+        who.actor(),
+        name=body.name,
+        target_groups=body.target_groups,
+        rings=[
+            deploy.RingSpec(
+                r.name,
+                tuple(r.groups),
+                r.percent,
+                tuple(r.windows),
+                r.concurrency,
+                r.error_budget,
+                r.success_threshold,
+                r.soak_minutes,
+                r.requires_approval,
+            )
+            for r in body.rings
+        ],
+        now=context(request).now(),
+        baseline=body.baseline,
+        advisories=body.advisories,
+        packages=body.packages,
+        dependencies=body.dependencies,
+        policy=body.policy,
+        emergency=body.emergency,
+        windows=body.windows,
+    )
+    return deploy.rollout_json(session, row)
+
+
+@router.get("/rollouts/{rollout_id}")
+def get_rollout(
+    rollout_id: int, _who: Reader, session: DbSession, jobs: bool = True
+) -> dict[str, Any]:
+    """A rollout with its rings, progress and (``jobs=true``) its jobs."""
+    return deploy.rollout_json(session, deploy.get_rollout(session, rollout_id), with_jobs=jobs)
+
+
+@router.post("/rollouts/{rollout_id}/approve")
+def approve_rollout(
+    rollout_id: int,
+    body: Decision,
+    request: Request,
+    who: Approver,
+    session: DbSession,
+    ring: Annotated[int | None, Query(ge=0)] = None,
+) -> dict[str, Any]:
+    """Approve an emergency rollout, or a ring's gate with ``?ring=N`` (four eyes)."""
+    row = deploy.approve_rollout(
+        session,
+        who.actor(),
+        rollout_id,
+        ring=ring,
+        comment=body.comment,
+        now=context(request).now(),
+    )
+    return deploy.rollout_json(session, row)
+
+
+@router.post("/rollouts/{rollout_id}/{action}")
+def change_rollout(
+    rollout_id: int,
+    action: str,
+    request: Request,
+    who: Deployer,
+    session: DbSession,
+    ring: Annotated[int | None, Query(ge=0)] = None,
+) -> dict[str, Any]:
+    """``pause``, ``resume``, ``cancel`` or ``rollback`` (``?ring=N`` for one ring)."""
+    now = context(request).now()
+    if action == "rollback":
+        deploy.rollback_rollout(session, who.actor(), rollout_id, ring=ring, now=now)
+    elif action in ("pause", "resume", "cancel"):
+        deploy.set_rollout_state(session, who.actor(), rollout_id, action, now=now)
+    else:
+        raise ValidationFailed(
+            f"unknown rollout action {action!r}", hint="pause, resume, cancel or rollback"
+        )
+    return deploy.rollout_json(session, deploy.get_rollout(session, rollout_id))
+
+
+@router.get("/rollouts/{rollout_id}/change-record", response_model=None)
+def get_change_record(
+    rollout_id: int,
+    _who: Reader,
+    session: DbSession,
+    format: str = "json",
+) -> dict[str, Any] | Response:
+    """The rollout's change record (``format=json`` or ``markdown``)."""
+    record = change_record(session, deploy.get_rollout(session, rollout_id))
+    if format == "markdown":
+        return PlainTextResponse(to_markdown(record), media_type="text/markdown")
+    return record

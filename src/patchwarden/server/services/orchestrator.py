@@ -1,0 +1,354 @@
+"""The orchestrator loop: leader election, then ``core.rollout.decide`` per rollout.
+
+Exactly one loop is active across server processes: on PostgreSQL the leader holds a
+session-level advisory lock on a dedicated connection; on SQLite (one machine) an
+exclusive ``flock`` on ``<database>.orchestrator.lock``. A process that loses the
+connection loses the lock and another takes over at its next attempt. Every decision is
+applied in one transaction per rollout, with the rollout row locked (``FOR UPDATE`` on
+PostgreSQL) so API changes (pause, approve) and the loop never interleave. Because the
+state lives in the database, a restarted server simply resumes where it was.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import Connection, select, text
+from sqlalchemy.orm import Session
+
+from patchwarden.core import rollout as rules
+from patchwarden.core.windows import MaintenanceWindow
+from patchwarden.server.services.deploy import (
+    ORCHESTRATOR,
+    _rollout_policy,
+    expire_exceptions,
+    get_window,
+    host_windows,
+    to_window,
+)
+from patchwarden.store import audit
+from patchwarden.store.db import Database, is_sqlite
+from patchwarden.store.models import (
+    AssetGroupMember,
+    JobResultRow,
+    JobRow,
+    RolloutRingRow,
+    RolloutRow,
+)
+
+log = logging.getLogger("patchwarden.orchestrator")
+
+ACTIVE = ("running", "paused", "halted")
+_LOCK_KEY = 0x7061_7463  # "patc": the advisory lock id shared by all server processes
+
+
+class Leadership:
+    """Try to become (and stay) the single active orchestrator."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._connection: Connection | None = None
+        self._file: IO[bytes] | None = None
+
+    def acquire(self) -> bool:
+        """True when this process is the leader (idempotent)."""
+        if is_sqlite(self.database.engine):
+            return self._acquire_file()
+        return self._acquire_postgres()
+
+    def _acquire_postgres(self) -> bool:
+        if self._connection is not None:
+            try:
+                self._connection.execute(text("SELECT 1"))
+                return True
+            except Exception:  # the connection died: so did the lock
+                self._connection = None
+        connection = self.database.engine.connect()
+        got = connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": _LOCK_KEY}).scalar()
+        connection.commit()
+        if got:
+            self._connection = connection
+            return True
+        connection.close()
+        return False
+
+    def _acquire_file(self) -> bool:
+        if self._file is not None:
+            return True
+        database = self.database.engine.url.database or "patchwarden.db"
+        path = Path(f"{database}.orchestrator.lock")
+        handle = path.open("ab")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return False
+        handle.write(f"{os.getpid()}\n".encode())
+        handle.flush()
+        self._file = handle
+        return True
+
+    def release(self) -> None:
+        """Give up leadership."""
+        if self._connection is not None:
+            try:
+                self._connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})
+                self._connection.commit()
+            finally:
+                self._connection.close()
+                self._connection = None
+        if self._file is not None:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+
+@dataclass
+class TickReport:
+    """What one tick did."""
+
+    rollouts: int = 0
+    actions: dict[str, int] = field(default_factory=dict)
+    expired_exceptions: int = 0
+
+
+def build_view(session: Session, rollout: RolloutRow) -> rules.RolloutView:
+    """The decision function's input for one rollout, from its rows."""
+    rings = list(
+        session.scalars(
+            select(RolloutRingRow)
+            .where(RolloutRingRow.rollout_id == rollout.id)
+            .order_by(RolloutRingRow.idx)
+        )
+    )
+    jobs = list(
+        session.scalars(
+            select(JobRow).where(JobRow.rollout_id == rollout.id, JobRow.kind == "install")
+        )
+    )
+    asset_ids = sorted({j.asset_id for j in jobs})
+    groups: dict[int, set[int]] = {}
+    for batch_start in range(0, len(asset_ids), 900):
+        batch = asset_ids[batch_start : batch_start + 900]
+        for asset_id, group_id in session.execute(
+            select(AssetGroupMember.asset_id, AssetGroupMember.group_id).where(
+                AssetGroupMember.asset_id.in_(batch)
+            )
+        ):
+            groups.setdefault(asset_id, set()).add(group_id)
+    windows: dict[int, tuple[MaintenanceWindow, ...]] = {}
+    if rollout.emergency and rollout.windows:
+        own = tuple(to_window(get_window(session, w)) for w in rollout.windows)
+        windows = dict.fromkeys(asset_ids, own)
+    else:
+        windows = host_windows(session, asset_ids)
+    ring_windows = {
+        r.idx: tuple(to_window(get_window(session, w)) for w in r.windows)
+        for r in rings
+        if r.windows
+    }
+    for job in jobs:
+        if job.ring_idx in ring_windows:
+            windows[job.asset_id] = ring_windows[job.ring_idx]
+    policy = _rollout_policy(session, rollout.id)
+    return rules.RolloutView(
+        status=rollout.status,  # type: ignore[arg-type]
+        rings=tuple(
+            rules.RingPlan(
+                r.name,
+                r.concurrency,
+                r.error_budget,
+                r.success_threshold,
+                timedelta(minutes=r.soak_minutes),
+                r.requires_approval,
+            )
+            for r in rings
+        ),
+        ring_states=tuple(
+            rules.RingState(r.status, r.approved, r.soak_until, r.failures_forgiven)  # type: ignore[arg-type]
+            for r in rings
+        ),
+        jobs=tuple(
+            rules.JobView(
+                job_id=j.id,
+                asset_id=j.asset_id,
+                ring=j.ring_idx,
+                status=j.status,  # type: ignore[arg-type]
+                groups=frozenset(groups.get(j.asset_id, ())),
+                released_at=j.released_at,
+                claimed_at=j.claimed_at,
+                lease_until=j.lease_until,
+                not_before=j.not_before,
+            )
+            for j in jobs
+        ),
+        windows=windows,
+        dependencies=tuple((int(a), int(b)) for a, b in rollout.dependencies),
+        expected_duration=timedelta(minutes=int(policy["expected_minutes"])),
+        claim_deadline=timedelta(minutes=int(policy["claim_deadline_minutes"])),
+        progress_deadline=timedelta(minutes=int(policy["progress_deadline_minutes"])),
+    )
+
+
+def apply_actions(
+    session: Session, rollout: RolloutRow, actions: list[rules.Action], *, now: datetime
+) -> None:
+    """Write the decisions (in the caller's transaction)."""
+    if not actions:
+        return
+    rings = {
+        r.idx: r
+        for r in session.scalars(
+            select(RolloutRingRow).where(RolloutRingRow.rollout_id == rollout.id)
+        )
+    }
+    policy = _rollout_policy(session, rollout.id)
+    retry = rules.RetryPolicy(
+        max_attempts=int(policy["max_attempts"]),
+        base=timedelta(minutes=int(policy["retry_backoff_minutes"])),
+    )
+
+    def job(job_id: int) -> JobRow:
+        row = session.get(JobRow, job_id)
+        if row is None:
+            raise LookupError(job_id)
+        return row
+
+    for action in actions:
+        if isinstance(action, rules.Release):
+            row = job(action.job_id)
+            row.status = "ready"
+            row.released_at = now
+            row.not_before = None
+        elif isinstance(action, rules.ExpireLease):
+            row = job(action.job_id)
+            row.status = "ready"
+            row.lease_until = None
+        elif isinstance(action, rules.MarkOffline):
+            row = job(action.job_id)
+            row.status = "offline"
+            row.finished_at = now
+            row.last_error = "host offline: the job was not claimed in time"
+        elif isinstance(action, rules.TimeOut):
+            row = job(action.job_id)
+            session.add(
+                JobResultRow(
+                    job_id=row.id,
+                    attempt=row.attempt,
+                    status="failed",
+                    detail={"error": "progress deadline passed"},
+                    reported_at=now,
+                )
+            )
+            status, not_before = rules.after_failure(row.attempt, retry, now)
+            row.status = status
+            row.not_before = not_before
+            row.claimed_at = None
+            row.lease_until = None
+            row.last_error = "progress deadline passed without a result"
+            if status == "failed":
+                row.finished_at = now
+        elif isinstance(action, rules.StartRing):
+            rings[action.ring].status = "running"
+            rings[action.ring].started_at = now
+            rollout.started_at = rollout.started_at or now
+            _audit(session, rollout, "ring.start", now, ring=action.ring)
+        elif isinstance(action, rules.AwaitApproval):
+            rings[action.ring].status = "awaiting_approval"
+            _audit(session, rollout, "ring.awaiting_approval", now, ring=action.ring)
+        elif isinstance(action, rules.StartSoak):
+            rings[action.ring].status = "soaking"
+            rings[action.ring].soak_until = action.until
+            _audit(
+                session, rollout, "ring.soak", now, ring=action.ring, until=action.until.isoformat()
+            )
+        elif isinstance(action, rules.CompleteRing):
+            rings[action.ring].status = "completed"
+            rings[action.ring].finished_at = now
+            _audit(session, rollout, "ring.complete", now, ring=action.ring)
+        elif isinstance(action, rules.HaltRing):
+            rings[action.ring].status = "halted"
+            rollout.status = "halted"
+            rollout.halt_reason = f"ring {rings[action.ring].name}: {action.reason}"
+            # Released but unclaimed jobs are withdrawn; running ones finish.
+            for row in session.scalars(
+                select(JobRow).where(
+                    JobRow.rollout_id == rollout.id,
+                    JobRow.ring_idx == action.ring,
+                    JobRow.status == "ready",
+                    JobRow.claimed_at.is_(None),
+                )
+            ):
+                row.status = "pending"
+                row.released_at = None
+            _audit(session, rollout, "ring.halt", now, ring=action.ring, reason=action.reason)
+        elif isinstance(action, rules.CompleteRollout):
+            rollout.status = "completed"
+            rollout.finished_at = now
+            _audit(session, rollout, "rollout.complete", now)
+
+
+def _audit(session: Session, rollout: RolloutRow, action: str, now: datetime, **after: Any) -> None:
+    audit.record(
+        session,
+        ORCHESTRATOR,
+        action,
+        now=now,
+        target_type="rollout",
+        target_id=rollout.id,
+        after=after or None,
+    )
+
+
+def tick(database: Database, *, now: datetime) -> TickReport:
+    """One pass over every active rollout (the leader calls this periodically)."""
+    report = TickReport()
+    with database.session() as session:
+        report.expired_exceptions = expire_exceptions(session, now=now)
+        ids = list(session.scalars(select(RolloutRow.id).where(RolloutRow.status.in_(ACTIVE))))
+    for rollout_id in ids:
+        with database.session() as session:
+            query = select(RolloutRow).where(RolloutRow.id == rollout_id)
+            if not is_sqlite(database.engine):
+                query = query.with_for_update()
+            rollout = session.scalars(query).one()
+            if rollout.status not in ACTIVE:
+                continue
+            view = build_view(session, rollout)
+            actions = rules.decide(view, now)
+            apply_actions(session, rollout, actions, now=now)
+            report.rollouts += 1
+            for action in actions:
+                name = type(action).__name__
+                report.actions[name] = report.actions.get(name, 0) + 1
+    return report
+
+
+def run_loop(
+    database: Database,
+    *,
+    clock: Callable[[], datetime],
+    should_stop: Callable[[float], bool],
+    every: float = 5.0,
+) -> None:
+    """Elect, then tick every ``every`` seconds until ``should_stop(wait)`` says so."""
+    leadership = Leadership(database)
+    try:
+        while True:
+            try:
+                if leadership.acquire():
+                    tick(database, now=clock())
+            except Exception:  # keep the loop alive across database blips and bad rows
+                log.exception("orchestrator tick failed")
+                leadership.release()
+            if should_stop(every):
+                return
+    finally:
+        leadership.release()
