@@ -83,9 +83,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _truncate_all(database: Database) -> None:
     """Empty every table, leaving the rows migrations seed (the audit chain head)."""
-    names = ", ".join(
-        f'"{t.name}"' for t in Base.metadata.sorted_tables if t.name != "audit_head"
-    )
+    names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables if t.name != "audit_head")
     with database.engine.begin() as conn:
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
         conn.execute(text("UPDATE audit_head SET seq = 0, last_hash = :h"), {"h": "0" * 64})

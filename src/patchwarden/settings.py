@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     secure_cookies: bool = Field(
         default=False, description="Mark session cookies Secure (set when serving HTTPS)."
     )
+    orchestrator_interval: float = Field(
+        default=5.0, gt=0, le=3600, description="Seconds between orchestrator passes."
+    )
     feeds_mirror: str = Field(
         default="",
         description="Mirror base URL or directory `patchwarden up` syncs feeds from.",

@@ -4,7 +4,7 @@ Every tick the simulation asks ``decide`` what to do, checks the rules on the ac
 *before* applying them, applies them, lets simulated agents claim and finish jobs, and
 checks the invariants again:
 
-* failed hosts of a ring ≤ error budget + concurrency − 1;
+* failed hosts of a ring ≤ error budget + concurrency - 1;
 * jobs in flight ≤ concurrency;
 * nothing is released outside its host's window, after a halt, before the previous
   ring completed, or before a dependency group finished.
@@ -42,6 +42,8 @@ from patchwarden.core.rollout import (
     after_failure,
     assign_rings,
     decide,
+    dependency_levels,
+    effective_groups,
     resolve_count,
 )
 from patchwarden.core.windows import can_start, parse_window
@@ -94,10 +96,14 @@ def check_release(sim: Sim, job: JobView, now: datetime) -> None:
     )
     windows = view.windows.get(job.asset_id, ())
     assert not windows or can_start(windows, now, view.expected_duration), "window closed"
+    levels = dependency_levels(view.dependencies)
+    mine = effective_groups(job.groups, levels)
     for first, then in view.dependencies:
-        if then in job.groups:
+        if then in mine:
             assert all(
-                j.status in FINAL for j in view.jobs if first in j.groups and j.ring <= job.ring
+                j.status in FINAL
+                for j in view.jobs
+                if first in effective_groups(j.groups, levels) and j.ring <= job.ring
             ), "released before its dependency group finished"
 
 
@@ -205,7 +211,7 @@ hosts_st = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     rings=rings_st,
     hosts=hosts_st,
@@ -367,3 +373,21 @@ def test_resolve_count_and_ring_assignment() -> None:
     assert sum(1 for r in placed.values() if r == 0) == 2
     assert sum(1 for r in placed.values() if r == 1) == 8
     assert {a for a, r in placed.items() if r == 2} == set(range(11, 21))
+
+
+def test_dependency_cycles_are_refused() -> None:
+    from patchwarden.core.rollout import validate_dependencies
+
+    validate_dependencies([(1, 2), (2, 3), (1, 3)])
+    with pytest.raises(Exception, match="cycle: 1 → 2 → 3 → 1"):
+        validate_dependencies([(1, 2), (2, 3), (3, 1)])
+    with pytest.raises(Exception, match="itself"):
+        validate_dependencies([(4, 4)])
+
+
+def test_effective_groups_break_membership_cycles() -> None:
+    levels = dependency_levels([(1, 2), (2, 3)])
+    assert levels == {1: 0, 2: 1, 3: 2}
+    assert effective_groups(frozenset({1, 3}), levels) == {1}
+    assert effective_groups(frozenset({3, 9}), levels) == {3}
+    assert effective_groups(frozenset({9}), levels) == frozenset()

@@ -92,7 +92,9 @@ def test_two_servers_one_postgres(postgres_url: str, tmp_path: Path) -> None:
                         select(AssetRow.hostname, func.count(AssetPackage.package_id))
                         .join(AssetPackage, AssetPackage.asset_id == AssetRow.id)
                         .group_by(AssetRow.hostname)
-                    ).tuples().all()
+                    )
+                    .tuples()
+                    .all()
                 )
                 chain = verify(session)
             assert counts == {f"multi-{n}": 10 + n for n in range(hosts)}

@@ -81,7 +81,13 @@ def test_enroll_checkin_upload_round_trip(ctx: AppContext, app_client: TestClien
         headers=bearer(credential),
     )
     assert first.status_code == 200
-    assert first.json() == {"protocol": 1, "upload_inventory": True, "next_checkin_seconds": 300}
+    assert first.json() == {
+        "protocol": 1,
+        "upload_inventory": True,
+        "next_checkin_seconds": 300,
+        "jobs_waiting": 0,
+        "inventory_error": None,
+    }
     with ctx.db.session() as session:
         checked_in = session.get(AssetRow, enrolled["asset_id"])
         assert checked_in is not None
@@ -195,12 +201,12 @@ def test_size_limits_and_protocol_version(ctx: AppContext, app_client: TestClien
     ctx.config.max_inventory_uncompressed = 64 * 1024
     credential = enroll(app_client, make_token(ctx))["credential"]
     too_big = upload(app_client, credential, inventory(), raw=b"\x00" * 4096)
-    assert too_big.status_code == 422  # type: ignore[attr-defined]
+    assert too_big.status_code == 413  # type: ignore[attr-defined]
     assert "limit" in too_big.json()["error"]  # type: ignore[attr-defined]
     bomb = gzip.compress(b" " * (1024 * 1024))  # compresses to ~1 KiB, expands to 1 MiB
     assert len(bomb) < 2048
     exploded = upload(app_client, credential, inventory(), raw=bomb)
-    assert exploded.status_code == 422  # type: ignore[attr-defined]
+    assert exploded.status_code == 413  # type: ignore[attr-defined]
     assert "too large" in exploded.json()["error"]  # type: ignore[attr-defined]
     future = app_client.post(
         "/api/agent/v1/checkin", json={"protocol": 99}, headers=bearer(credential)
@@ -264,3 +270,57 @@ def test_pending_reports_are_swept_after_a_crash(
 def test_malformed_agent_credentials(app_client: TestClient, header: str) -> None:
     response = app_client.post("/api/agent/v1/checkin", json={}, headers={"Authorization": header})
     assert response.status_code == 401
+
+
+def test_resent_and_failed_reports_are_not_processed_twice(
+    ctx: AppContext, app_client: TestClient
+) -> None:
+    enrolled = enroll(app_client, make_token(ctx))
+    credential = enrolled["credential"]
+    inv = inventory("web-1", ("bash", "5.2-1"))
+    with ctx.db.session() as session:  # acknowledged, not yet processed (another process)
+        report = agents.accept_inventory(
+            session,
+            enrolled["asset_id"],
+            gzip.compress(json.dumps(inventory_to_json(inv)).encode()),
+            encoding="gzip",
+            now=ctx.now(),
+            config=ctx.config,
+        )
+        first_id = report.id
+    checkin = app_client.post(
+        "/api/agent/v1/checkin",
+        json={"inventory_hash": inv.content_hash()},
+        headers=bearer(credential),
+    )
+    assert checkin.json()["upload_inventory"] is False  # already on its way
+    again = upload(app_client, credential, inv)  # the agent re-sends its spool file
+    assert again.json()["report_id"] == first_id  # type: ignore[attr-defined]
+    with ctx.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(AgentReportRow)) == 1
+
+    # A report that fails after its 202 is not asked for again; the reason is returned.
+    changed = inventory("web-1", ("bash", "5.2-2"))
+    with ctx.db.session() as session:
+        failed = agents.accept_inventory(
+            session,
+            enrolled["asset_id"],
+            gzip.compress(json.dumps(inventory_to_json(changed)).encode()),
+            encoding="gzip",
+            now=ctx.now(),
+            config=ctx.config,
+        )
+        failed.status, failed.error = "failed", "bad luck"
+    told = app_client.post(
+        "/api/agent/v1/checkin",
+        json={"inventory_hash": changed.content_hash()},
+        headers=bearer(credential),
+    ).json()
+    assert told["upload_inventory"] is False
+    assert told["inventory_error"] == "bad luck"
+    wrong = app_client.put(
+        "/api/agent/v1/inventory",
+        content=b"{}",
+        headers={**bearer(credential), "X-Patchwarden-Protocol": "7"},
+    )
+    assert wrong.status_code == 422

@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
+from rich.markup import escape
 
 from patchwarden import __version__
-from patchwarden.cli import admin
+from patchwarden.cli import admin, fleet_sources
 from patchwarden.cli import db as db_cli
 from patchwarden.cli import deploy as deploy_cli
 from patchwarden.cli import explain as explain_cli
@@ -35,6 +35,9 @@ app.command("up")(server_cli.up)
 app.command("server")(server_cli.server)
 app.command("scan")(scan_cli.scan)
 app.command("explain")(explain_cli.explain)
+app.command("ssh-collect")(fleet_sources.ssh_collect)
+app.command("cmdb-import")(fleet_sources.cmdb_import)
+app.command("discover")(fleet_sources.discover_command)
 app.add_typer(feeds_cli.app, name="feeds")
 app.add_typer(admin.assets_app, name="assets")
 app.add_typer(admin.groups_app, name="groups")
@@ -72,29 +75,33 @@ def run(argv: list[str]) -> int:
         result = command.main(args=argv, prog_name="patchwarden", standalone_mode=False)
     except PatchwardenError as exc:
         console = stderr()
-        console.print(f"[bold red]error:[/] {exc.message}", highlight=False, markup=True)
+        console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
         if exc.hint:
-            console.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+            console.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False)
         return EXIT_ERROR
-    except click.exceptions.Abort:
-        stderr().print("aborted")
-        return 130
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
     except KeyboardInterrupt:
         stderr().print("interrupted")
         return 130
     except Exception as exc:
+        # Usage errors come from the click copy Typer bundles: recognised by shape.
+        if type(exc).__name__ == "Abort":
+            stderr().print("aborted")
+            return 130
+        exit_code = getattr(exc, "exit_code", None)
+        show = getattr(exc, "show", None)
+        if callable(show) and isinstance(exit_code, int):
+            show()
+            return exit_code
         if os.environ.get("PATCHWARDEN_DEBUG"):
             raise
         stderr().print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+            f"[bold red]internal error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}\n"
             "This is a bug in patchwarden; rerun with PATCHWARDEN_DEBUG=1 for a traceback "
             "and report it.",
             highlight=False,
         )
         return 70
+
     if isinstance(result, int):
         return result
     return 0

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from patchwarden.cli.common import now, settings, stderr, stdout
 from patchwarden.cli.feeds import default_osv_ecosystems
+from patchwarden.cli.local_agent import start_local_agent
 from patchwarden.core.errors import ConfigError, PatchwardenError
 from patchwarden.feeds.sync import EpssFeed, FeedSource, KevFeed, OsvFeed, sync
 from patchwarden.server.app import create_app
@@ -165,8 +166,6 @@ def up(
             )
     agent_handle = None
     if agent:
-        from patchwarden.cli.local_agent import start_local_agent
-
         try:
             agent_handle = start_local_agent(db, cfg, server_url=url)
             console.print(f"local agent enrolled: {escape(agent_handle.description)}")

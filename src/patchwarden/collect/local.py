@@ -58,7 +58,8 @@ KERNEL_PACKAGES = (
     "kernel-default",
     "kernel-azure",
 )
-_KERNEL_QF = "%{INSTALLTIME}\\t%{NAME}\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\n"
+# The kernel query ``parse_kernel_rows`` reads (also run remotely by collect.ssh).
+KERNEL_QF = "%{INSTALLTIME}\\t%{NAME}\\t%{VERSION}\\t%{RELEASE}\\t%{ARCH}\\n"
 
 
 @dataclass(frozen=True)
@@ -278,7 +279,7 @@ def _rpm_packages(root: Path, live: bool, ecosystem: str, timeout: float) -> Par
 
 def _rpm_kernels(base_argv: list[str], timeout: float) -> list[KernelPackage]:
     """Installed kernel packages (``rpm -qa`` with name patterns exits 0 when none match)."""
-    output = run_tool([*base_argv, "-qa", "--qf", _KERNEL_QF, *KERNEL_PACKAGES], timeout)
+    output = run_tool([*base_argv, "-qa", "--qf", KERNEL_QF, *KERNEL_PACKAGES], timeout)
     return parse_kernel_rows(output)
 
 

@@ -9,6 +9,7 @@ one clear message in one place. Adapters translate library errors with
     PatchwardenError
     ├── ConfigError              bad settings or environment
     ├── ValidationFailed         a value or payload that breaks a documented rule
+    │   ├── PayloadTooLarge      a request or upload over a size limit
     │   ├── InvalidVersion       a version string its ecosystem cannot parse
     │   └── UnsupportedEcosystem an ecosystem patchwarden has no ordering for
     ├── FeedError                a vulnerability feed could not be read or imported
@@ -47,6 +48,10 @@ class ConfigError(PatchwardenError):
 
 class ValidationFailed(PatchwardenError):
     """A value breaks a documented rule."""
+
+
+class PayloadTooLarge(ValidationFailed):
+    """A request or upload exceeds a size limit."""
 
 
 class InvalidVersion(ValidationFailed):

@@ -16,13 +16,15 @@ Rules (documented for users in docs/deployment.md):
 * **Error budget** ``b`` (≥ 1): the ring halts as soon as ``b`` of its hosts have
   failed (retries exhausted or progress deadline passed), and no job is released
   once it has. Together with the concurrency limit ``c`` this bounds the damage:
-  at most ``b + c − 1`` hosts of a ring ever fail.
+  at most ``b + c - 1`` hosts of a ring ever fail.
 * **Windows**: a job is released only when one of its host's maintenance windows is
   open with at least the rollout's expected job duration left (hosts without
   windows are unrestricted; emergency rollouts may carry their own windows).
 * **Dependencies** ``(first, then)`` between groups: a host in ``then`` is released
   only after every job of this rollout for hosts in ``first`` (in this ring or an
-  earlier one) has finished.
+  earlier one) has finished. A host in several dependency groups counts only in its
+  earliest (``effective_groups``), so hosts never wait for each other in a circle;
+  cyclic dependencies are refused when the rollout is created.
 * **Offline hosts** are not failures: a job nobody claims within ``claim_deadline``
   becomes ``offline``. A claimed job without a result within ``progress_deadline``
   is a failed attempt. A lapsed lease returns the job to ``ready`` (at-least-once).
@@ -176,7 +178,7 @@ class JobView:
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How failed attempts are retried: up to ``max_attempts`` in all, with backoff
-    ``base × 2^(attempt−1)`` capped at ``cap``."""
+    ``base x 2^(attempt-1)`` capped at ``cap``."""
 
     max_attempts: int = 2
     base: timedelta = timedelta(minutes=5)
@@ -184,7 +186,8 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> timedelta:
         """Wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
-        return min(self.cap, self.base * (2 ** max(0, attempt - 1)))
+        wait: timedelta = self.base * (2 ** max(0, attempt - 1))
+        return min(self.cap, wait)
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,17 +330,62 @@ def _window_open(view: RolloutView, asset_id: int, now: datetime) -> bool:
     return not windows or can_start(windows, now, view.expected_duration)
 
 
-def _blocked_groups(view: RolloutView, ring: int) -> set[int]:
-    """Groups whose hosts must still wait for a dependency to finish."""
-    blocked: set[int] = set()
-    for first, then in view.dependencies:
-        unfinished = any(
-            first in job.groups and job.ring <= ring and job.status not in FINAL
-            for job in view.jobs
-        )
-        if unfinished:
-            blocked.add(then)
-    return blocked
+def dependency_levels(dependencies: Iterable[tuple[int, int]]) -> dict[int, int]:
+    """Each group in the dependency graph with its depth (longest path from a root)."""
+    edges = list(dependencies)
+    levels = {g: 0 for edge in edges for g in edge}
+    for _ in range(len(levels)):  # relax: a DAG settles within |groups| rounds
+        changed = False
+        for first, then in edges:
+            if levels[then] < levels[first] + 1:
+                levels[then] = levels[first] + 1
+                changed = True
+        if not changed:
+            break
+    return levels
+
+
+def effective_groups(groups: frozenset[int], levels: Mapping[int, int]) -> frozenset[int]:
+    """The dependency groups a host counts in: those of its earliest level.
+
+    A host in groups of different levels goes with the earliest, so it never waits for
+    hosts that wait for it (a host in groups 1 and 3 of ``1 → 2 → 3`` goes with 1).
+    """
+    ranked = [g for g in groups if g in levels]
+    if not ranked:
+        return frozenset()
+    first = min(levels[g] for g in ranked)
+    return frozenset(g for g in ranked if levels[g] == first)
+
+
+def _waits(
+    job: JobView, view: RolloutView, levels: Mapping[int, int], unfinished: set[int]
+) -> bool:
+    mine = effective_groups(job.groups, levels)
+    return any(then in mine and first in unfinished for first, then in view.dependencies)
+
+
+def validate_dependencies(dependencies: Iterable[tuple[int, int]]) -> None:
+    """Refuse dependency cycles (they would hold hosts back forever)."""
+    graph: dict[int, set[int]] = {}
+    for first, then in dependencies:
+        if first == then:
+            raise ValidationFailed(f"group {first} cannot depend on itself")
+        graph.setdefault(first, set()).add(then)
+    done: set[int] = set()
+
+    def visit(node: int, path: tuple[int, ...]) -> None:
+        if node in path:
+            cycle = " → ".join(str(n) for n in (*path[path.index(node) :], node))
+            raise ValidationFailed(f"group dependencies form a cycle: {cycle}")
+        if node in done:
+            return
+        for nxt in graph.get(node, ()):
+            visit(nxt, (*path, node))
+        done.add(node)
+
+    for start in list(graph):
+        visit(start, ())
 
 
 def decide(view: RolloutView, now: datetime) -> list[Action]:
@@ -396,13 +444,17 @@ def decide(view: RolloutView, now: datetime) -> list[Action]:
     in_flight = sum(1 for j in ring_jobs if j.status in IN_FLIGHT)
     slots = plan.concurrency - in_flight
     if failed_soon < plan.error_budget and slots > 0:
-        blocked = _blocked_groups(view, current)
+        levels = dependency_levels(view.dependencies)
+        unfinished_groups: set[int] = set()
+        for other in view.jobs:
+            if other.ring <= current and other.status not in FINAL:
+                unfinished_groups |= effective_groups(other.groups, levels)
         for job in sorted(ring_jobs, key=lambda j: j.job_id):
             if slots <= 0:
                 break
             if job.status != "pending":
                 continue
-            if job.groups & blocked:
+            if levels and _waits(job, view, levels, unfinished_groups):
                 continue
             if not _window_open(view, job.asset_id, now):
                 continue

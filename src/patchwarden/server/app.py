@@ -8,6 +8,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,6 +26,7 @@ from patchwarden.core.errors import (
     InventoryError,
     NotFound,
     PatchwardenError,
+    PayloadTooLarge,
     PermissionDenied,
     RateLimited,
     ValidationFailed,
@@ -44,6 +46,7 @@ _STATUS: tuple[tuple[type[PatchwardenError], int], ...] = (
     (NotFound, 404),
     (Conflict, 409),
     (RateLimited, 429),
+    (PayloadTooLarge, 413),
     (ValidationFailed, 422),
     (InventoryError, 422),
     (FeedError, 422),
@@ -123,8 +126,13 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
     @app.exception_handler(PatchwardenError)
     async def _handle(request: Request, exc: PatchwardenError) -> Response:
         status = status_for(exc)
-        if status == 401 and _wants_html(request):
-            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        if _wants_html(request):
+            if status == 401:
+                target = request.url.path
+                if request.url.query:
+                    target += f"?{request.url.query}"
+                return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
+            return pages.error_page(request, status, exc.message, exc.hint)
         headers = {}
         if isinstance(exc, RateLimited):
             headers["Retry-After"] = str(exc.retry_after)

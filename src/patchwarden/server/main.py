@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
 from fastapi import FastAPI
 
 from patchwarden.server.app import create_app
@@ -16,7 +21,22 @@ def config_from(settings: Settings, *, tls: bool = False) -> ServerConfig:
         checkin_interval=settings.checkin_interval,
         session_hours=settings.session_hours,
         secure_cookies=settings.secure_cookies or tls,
+        orchestrator_interval=settings.orchestrator_interval,
     )
+
+
+def file_clock(path: Path) -> Callable[[], datetime]:
+    """A clock that reads an ISO-8601 UTC time from ``path`` at every call.
+
+    A testing aid only (``PATCHWARDEN_TEST_CLOCK_FILE``): end-to-end tests move a real
+    server process through maintenance windows by rewriting the file.
+    """
+
+    def now() -> datetime:
+        value = datetime.fromisoformat(path.read_text(encoding="utf-8").strip())
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    return now
 
 
 def app_factory() -> FastAPI:
@@ -24,4 +44,8 @@ def app_factory() -> FastAPI:
     settings = load_settings()
     settings.ensure_home()
     database = open_database(settings.effective_database_url)
-    return create_app(AppContext(db=database, config=config_from(settings)))
+    ctx = AppContext(db=database, config=config_from(settings))
+    clock_file = os.environ.get("PATCHWARDEN_TEST_CLOCK_FILE")
+    if clock_file:
+        ctx.clock = file_clock(Path(clock_file))
+    return create_app(ctx)

@@ -524,7 +524,7 @@ class PatchBaselineRow(Base):
 
 
 class RiskExceptionRow(Base):
-    """A risk acceptance of (advisory and/or package) × (asset or group) until expiry."""
+    """A risk acceptance of (advisory and/or package) x (asset or group) until expiry."""
 
     __tablename__ = "risk_exception"
 

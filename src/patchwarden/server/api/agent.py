@@ -9,7 +9,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from patchwarden.core.errors import ValidationFailed
+from patchwarden.core.errors import PayloadTooLarge, ValidationFailed
 from patchwarden.server.auth import (
     AgentAuth,
     DbSession,
@@ -64,6 +64,9 @@ class CheckinResponse(BaseModel):
     upload_inventory: bool
     next_checkin_seconds: int
     jobs_waiting: int = Field(0, description="Released jobs this host should claim now.")
+    inventory_error: str | None = Field(
+        None, description="Why the server could not process this inventory (do not re-send)."
+    )
 
 
 def _check_protocol(version: int) -> None:
@@ -123,6 +126,7 @@ def checkin(
         upload_inventory=answer.upload_inventory,
         next_checkin_seconds=answer.next_checkin_seconds,
         jobs_waiting=answer.jobs_waiting,
+        inventory_error=answer.inventory_error,
     )
 
 
@@ -133,14 +137,17 @@ async def upload_inventory(
     """Upload this host's full inventory (gzip JSON); processed after the 202."""
     ctx = context(request)
     limit = ctx.config.max_inventory_bytes
+    protocol = request.headers.get("X-Patchwarden-Protocol")
+    if protocol is not None:
+        _check_protocol(int(protocol) if protocol.isdigit() else -1)
     declared = request.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > limit:
-        raise ValidationFailed(f"inventory upload exceeds the {limit}-byte limit")
+        raise PayloadTooLarge(f"inventory upload exceeds the {limit}-byte limit")
     body = bytearray()
     async for chunk in request.stream():
         body.extend(chunk)
         if len(body) > limit:
-            raise ValidationFailed(f"inventory upload exceeds the {limit}-byte limit")
+            raise PayloadTooLarge(f"inventory upload exceeds the {limit}-byte limit")
     report = await run_in_threadpool(
         agents.accept_inventory,
         session,

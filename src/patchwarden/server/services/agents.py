@@ -29,6 +29,7 @@ from patchwarden.core.errors import (
     AuthenticationRequired,
     InventoryError,
     NotFound,
+    PayloadTooLarge,
     ValidationFailed,
 )
 from patchwarden.core.model import Inventory
@@ -340,6 +341,7 @@ class CheckinAnswer:
     upload_inventory: bool
     next_checkin_seconds: int
     jobs_waiting: int = 0
+    inventory_error: str | None = None
 
 
 def checkin(
@@ -369,12 +371,23 @@ def checkin(
     if row is None:
         raise NotFound("this agent's asset was deleted; re-enroll the agent")
     stored_hash = row[0]
-    pending = session.scalars(
-        select(AgentReportRow.content_hash).where(
-            AgentReportRow.asset_id == asset_id, AgentReportRow.status == "pending"
-        )
-    ).first()
-    upload = inventory_hash not in (stored_hash, pending)
+    upload = False
+    inventory_error = None
+    if inventory_hash and inventory_hash != stored_hash:
+        # Already on its way (stored, being processed) or already refused: no new upload.
+        latest = session.execute(
+            select(AgentReportRow.status, AgentReportRow.error)
+            .where(
+                AgentReportRow.asset_id == asset_id,
+                AgentReportRow.content_hash == inventory_hash,
+            )
+            .order_by(AgentReportRow.id.desc())
+            .limit(1)
+        ).first()
+        if latest is None:
+            upload = True
+        elif latest[0] == "failed":
+            inventory_error = latest[1] or "the server could not process this inventory"
     interval = checkin_hint or config.checkin_interval
     if checkin_hint:
         session.execute(
@@ -399,14 +412,17 @@ def checkin(
     if waiting:
         interval = min(interval, 30)  # come back soon while work is being handed out
     return CheckinAnswer(
-        upload_inventory=upload, next_checkin_seconds=interval, jobs_waiting=waiting
+        upload_inventory=upload,
+        next_checkin_seconds=interval,
+        jobs_waiting=waiting,
+        inventory_error=inventory_error,
     )
 
 
 def decode_inventory(body: bytes, *, encoding: str, config: ServerConfig) -> Inventory:
     """Decompress and validate an uploaded inventory; ``InventoryError`` on any problem."""
     if len(body) > config.max_inventory_bytes:
-        raise InventoryError(
+        raise PayloadTooLarge(
             f"inventory upload of {len(body)} bytes exceeds the {config.max_inventory_bytes} limit"
         )
     raw = body
@@ -417,7 +433,7 @@ def decode_inventory(body: bytes, *, encoding: str, config: ServerConfig) -> Inv
         except zlib.error as exc:
             raise InventoryError(f"inventory is not valid gzip: {exc}") from exc
         if len(raw) > config.max_inventory_uncompressed or decompressor.unconsumed_tail:
-            raise InventoryError("inventory is too large once decompressed")
+            raise PayloadTooLarge("inventory is too large once decompressed")
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -436,6 +452,15 @@ def accept_inventory(
 ) -> AgentReportRow:
     """Validate an upload and store it raw for processing; returns the report row."""
     inventory = decode_inventory(body, encoding=encoding, config=config)
+    duplicate = session.scalars(
+        select(AgentReportRow).where(
+            AgentReportRow.asset_id == asset_id,
+            AgentReportRow.content_hash == inventory.content_hash(),
+            AgentReportRow.status.in_(["pending", "processing"]),
+        )
+    ).first()
+    if duplicate is not None:
+        return duplicate  # a re-sent upload (agent died before removing its spool file)
     stored = body if encoding == "gzip" or body[:2] == b"\x1f\x8b" else gzip.compress(body)
     report = AgentReportRow(
         asset_id=asset_id,

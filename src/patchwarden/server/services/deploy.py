@@ -692,6 +692,7 @@ def create_rollout(
     baseline_rules = parse_rules(baseline_row.rules) if baseline_row else None
     merged_policy = _policy(policy or {})
     deps = [[get_group(session, a).id, get_group(session, b).id] for a, b in dependencies]
+    rules.validate_dependencies((a, b) for a, b in deps)
     own_windows = [get_window(session, w).id for w in windows]
     if own_windows and not emergency:
         raise ValidationFailed("only emergency rollouts carry their own windows")

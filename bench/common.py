@@ -1,0 +1,117 @@
+"""Small helpers shared by the benchmarks: timing, memory, machine facts, data paths."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def shared_data_dir() -> Path:
+    """The shared real-data folder: ``PATCHWARDEN_TEST_DATA``, else ``../shared/data``."""
+    configured = os.environ.get("PATCHWARDEN_TEST_DATA")
+    root = Path(configured) if configured else REPO_ROOT.parent / "shared" / "data"
+    if not root.is_dir():
+        raise SystemExit(f"shared data folder {root} not found; set PATCHWARDEN_TEST_DATA to it")
+    return root
+
+
+def timed(func: Callable[[], T]) -> tuple[T, float]:
+    """Run ``func`` once; return its result and the wall time in seconds."""
+    start = time.perf_counter()
+    result = func()
+    return result, time.perf_counter() - start
+
+
+def timed_cpu(func: Callable[[], T]) -> tuple[T, float, float]:
+    """Run ``func`` once; return its result, the wall time and this process's CPU time.
+
+    On a shared machine the CPU time shows how much of the wall time was our own work.
+    """
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = func()
+    return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
+@contextmanager
+def stopwatch() -> Iterator[list[float]]:
+    """``with stopwatch() as t: ...`` leaves the elapsed seconds in ``t[0]``."""
+    box = [0.0]
+    start = time.perf_counter()
+    try:
+        yield box
+    finally:
+        box[0] = time.perf_counter() - start
+
+
+def median(values: list[float]) -> float:
+    """The median of a non-empty list."""
+    return float(statistics.median(values))
+
+
+def _status_kib(field: str) -> int:
+    """A ``kB`` field of /proc/self/status (0 where /proc is unavailable)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return 0
+    return 0
+
+
+def rss_mib() -> float:
+    """Current resident set size of this process, MiB."""
+    return _status_kib("VmRSS") / 1024
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size (VmHWM) of this process since start or the last reset, MiB."""
+    return _status_kib("VmHWM") / 1024
+
+
+def reset_peak_rss() -> bool:
+    """Reset VmHWM to the current RSS (Linux ``clear_refs`` value 5); False if refused."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def machine() -> dict[str, str]:
+    """Facts about the machine the figures were measured on."""
+    model = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        load = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        load = "unknown"
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cpu": model,
+        "cores": str(os.cpu_count()),
+        "memory": f"{mem_gib:.0f} GiB",
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "load_average_at_start": load,
+    }

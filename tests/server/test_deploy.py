@@ -1,0 +1,429 @@
+"""Deployment on the server: planning, approvals (four eyes), the orchestrator loop over
+the agent job API, halts, resume, rollback, exceptions with expiry, change records,
+leader election — on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from patchwarden.core.errors import Conflict, PermissionDenied, ValidationFailed
+from patchwarden.core.model import (
+    Advisory,
+    Affected,
+    AffectedRange,
+    Event,
+    InstalledPackage,
+    Inventory,
+    OsInfo,
+)
+from patchwarden.reports.change_record import change_record, to_markdown
+from patchwarden.server.context import AppContext
+from patchwarden.server.services import agents, deploy
+from patchwarden.server.services.orchestrator import Leadership, tick
+from patchwarden.store.advisories import import_advisories
+from patchwarden.store.audit import Actor
+from patchwarden.store.findings import refresh_findings
+from patchwarden.store.groups import create_group
+from patchwarden.store.inventory import get_asset, record_inventory
+from patchwarden.store.models import FindingRow, JobResultRow, JobRow, RolloutRow
+from tests.server.conftest import Clock, bearer
+
+OPERATOR = Actor("operator", "user")
+APPROVER = Actor("approver", "user")
+DEBIAN = OsInfo(id="debian", version_id="12", ecosystem="Debian:12", family="debian")
+
+
+def advisory(ident: str, source: str, fixed: str, cve: str) -> Advisory:
+    return Advisory(
+        id=ident,
+        modified=datetime(2026, 1, 1, tzinfo=UTC),
+        published=datetime(2026, 1, 1, tzinfo=UTC),
+        aliases=(cve,),
+        affected=(
+            Affected(
+                "Debian:12",
+                source,
+                (AffectedRange("ECOSYSTEM", (Event("introduced", "0"), Event("fixed", fixed))),),
+            ),
+        ),
+        database_severity="high",
+    )
+
+
+class Fleet:
+    """Hosts enrolled as agents, with findings, groups lab/prod."""
+
+    def __init__(self, ctx: AppContext, client: TestClient, lab: int, prod: int) -> None:
+        self.ctx, self.client = ctx, client
+        self.credentials: dict[int, str] = {}
+        with ctx.db.session() as session:
+            import_advisories(
+                session,
+                [
+                    advisory("DSA-0001-1", "openssl", "3.0.11-1", "CVE-2026-0001"),
+                    advisory("DSA-0002-1", "curl", "7.88.1-10", "CVE-2026-0002"),
+                ],
+            )
+            _row, token = agents.create_enrollment_token(
+                session, OPERATOR, now=ctx.now(), max_uses=lab + prod
+            )
+        for n in range(lab + prod):
+            env = "lab" if n < lab else "production"
+            enrolled = client.post(
+                "/api/agent/v1/enroll", json={"enrollment_token": token, "hostname": f"{env}-{n}"}
+            ).json()
+            self.credentials[enrolled["asset_id"]] = enrolled["credential"]
+            with ctx.db.session() as session:
+                record_inventory(
+                    session,
+                    Inventory(
+                        hostname=f"{env}-{n}",
+                        os=DEBIAN,
+                        packages=(
+                            InstalledPackage(
+                                "libssl3", "3.0.9-1", "Debian:12", "amd64", "openssl", "3.0.9-1"
+                            ),
+                            InstalledPackage(
+                                "curl", "7.88.1-1", "Debian:12", "amd64", "curl", "7.88.1-1"
+                            ),
+                        ),
+                    ),
+                    now=ctx.now(),
+                    asset_id=enrolled["asset_id"],
+                    source="agent",
+                )
+                get_asset(session, enrolled["asset_id"]).environment = env
+        with ctx.db.session() as session:
+            refresh_findings(session, now=ctx.now())
+            ids = sorted(self.credentials)
+            create_group(session, OPERATOR, name="lab", now=ctx.now(), members=ids[:lab])
+            create_group(session, OPERATOR, name="prod", now=ctx.now(), members=ids[lab:])
+
+    def rollout(self, **overrides: object) -> int:
+        spec: dict[str, object] = {
+            "name": "nov",
+            "target_groups": ["lab", "prod"],
+            "advisories": ["DSA-0001-1"],
+            "rings": [
+                deploy.RingSpec("lab", groups=("lab",), concurrency="1", error_budget="1"),
+                deploy.RingSpec("prod", groups=("prod",), concurrency="2", error_budget="1"),
+            ],
+            "policy": {"max_attempts": 1},
+        }
+        spec.update(overrides)
+        with self.ctx.db.session() as session:
+            row = deploy.create_rollout(session, OPERATOR, now=self.ctx.now(), **spec)  # type: ignore[arg-type]
+            return row.id
+
+    def agent_cycle(self, outcome: dict[int, str] | None = None) -> dict[int, list[int]]:
+        """Every agent claims its jobs and reports ``outcome`` (default: succeeded)."""
+        done: dict[int, list[int]] = {}
+        for asset_id, credential in self.credentials.items():
+            jobs = self.client.get("/api/agent/v1/jobs", headers=bearer(credential)).json()["jobs"]
+            for job in jobs:
+                status = (outcome or {}).get(asset_id, "succeeded")
+                answer = self.client.post(
+                    f"/api/agent/v1/jobs/{job['job_id']}/result",
+                    headers=bearer(credential),
+                    json={
+                        "attempt": job["attempt"],
+                        "status": status,
+                        "result": {"error": None if status == "succeeded" else "check failed"},
+                    },
+                )
+                assert answer.status_code == 200, answer.text
+                done.setdefault(asset_id, []).append(job["job_id"])
+        return done
+
+    def statuses(self, rollout_id: int) -> dict[str, str]:
+        with self.ctx.db.session() as session:
+            row = session.get(RolloutRow, rollout_id)
+            assert row is not None
+            out = deploy.rollout_json(session, row)
+        return {"rollout": out["status"], **{r["name"]: r["status"] for r in out["rings"]}}
+
+
+@pytest.fixture
+def fleet(ctx: AppContext, app_client: TestClient) -> Fleet:
+    return Fleet(ctx, app_client, lab=2, prod=3)
+
+
+def test_planning_jobs_and_production_approval(fleet: Fleet, ctx: AppContext) -> None:
+    rollout_id = fleet.rollout()
+    with ctx.db.session() as session:
+        jobs = list(session.scalars(select(JobRow).where(JobRow.rollout_id == rollout_id)))
+        rings = deploy.rollout_json(session, deploy.get_rollout(session, rollout_id))["rings"]
+    assert len(jobs) == 5
+    assert {tuple((p["name"], p["version"]) for p in j.payload["packages"]) for j in jobs} == {
+        (("libssl3", "3.0.11-1"),)  # only the selected advisory; curl is not in scope
+    }
+    assert jobs[0].payload["backend"] == "apt"
+    assert [r["requires_approval"] for r in rings] == [False, True]  # production hosts
+
+    with ctx.db.session() as session, pytest.raises(PermissionDenied, match="four eyes"):
+        deploy.approve_rollout(session, OPERATOR, rollout_id, ring=1, now=ctx.now())
+
+
+def test_rings_progress_with_concurrency_and_a_gate(
+    fleet: Fleet, ctx: AppContext, clock: Clock
+) -> None:
+    rollout_id = fleet.rollout()
+    tick(ctx.db, now=ctx.now())  # start lab
+    tick(ctx.db, now=ctx.now())  # release 1 (concurrency 1)
+    with ctx.db.session() as session:
+        ready = session.scalar(
+            select(func.count()).select_from(JobRow).where(JobRow.status == "ready")
+        )
+    assert ready == 1
+    for _ in range(4):
+        fleet.agent_cycle()
+        tick(ctx.db, now=ctx.now())
+    assert fleet.statuses(rollout_id) == {
+        "rollout": "running",
+        "lab": "completed",
+        "prod": "awaiting_approval",
+    }
+    with ctx.db.session() as session:
+        deploy.approve_rollout(session, APPROVER, rollout_id, ring=1, comment="ok", now=ctx.now())
+    for _ in range(4):
+        tick(ctx.db, now=ctx.now())
+        fleet.agent_cycle()
+    tick(ctx.db, now=ctx.now())
+    tick(ctx.db, now=ctx.now())
+    assert fleet.statuses(rollout_id)["rollout"] == "completed"
+    with ctx.db.session() as session:
+        record = change_record(session, deploy.get_rollout(session, rollout_id))
+    assert record["outcome"]["jobs"] == {"succeeded": 5}
+    assert record["approvals"][0]["approver"] == "approver"
+    markdown = to_markdown(record)
+    assert "# Change PW-" in markdown
+    assert "| prod | 3 | 2 | 1 |" in markdown
+
+
+def test_failures_halt_then_resume_and_rollback(fleet: Fleet, ctx: AppContext) -> None:
+    rollout_id = fleet.rollout()
+    ids = sorted(fleet.credentials)
+    tick(ctx.db, now=ctx.now())
+    tick(ctx.db, now=ctx.now())
+    fleet.agent_cycle(outcome={ids[0]: "rolled_back", ids[1]: "rolled_back"})
+    tick(ctx.db, now=ctx.now())
+    status = fleet.statuses(rollout_id)
+    assert status == {"rollout": "halted", "lab": "halted", "prod": "pending"}
+    with ctx.db.session() as session:
+        row = deploy.get_rollout(session, rollout_id)
+        assert "error budget" in row.halt_reason
+        still_pending = session.scalar(
+            select(func.count())
+            .select_from(JobRow)
+            .where(
+                JobRow.rollout_id == rollout_id, JobRow.ring_idx == 0, JobRow.status == "pending"
+            )
+        )
+    assert still_pending == 1  # nothing released after the halt
+    tick(ctx.db, now=ctx.now())
+    assert fleet.agent_cycle() == {}  # halted: no job handed out
+
+    with ctx.db.session() as session:
+        deploy.set_rollout_state(session, OPERATOR, rollout_id, "resume", now=ctx.now())
+    tick(ctx.db, now=ctx.now())
+    done = fleet.agent_cycle()
+    assert list(done) == [ids[1]]  # the second lab host runs now
+    tick(ctx.db, now=ctx.now())
+
+    with ctx.db.session() as session:
+        created = deploy.rollback_rollout(session, OPERATOR, rollout_id, ring=0, now=ctx.now())
+    assert created == 1  # only the host whose install succeeded is rolled back
+    rolled = fleet.agent_cycle()
+    assert list(rolled) == [ids[1]]
+    with ctx.db.session() as session:
+        kinds = dict(
+            session.execute(
+                select(JobRow.kind, func.count())
+                .where(JobRow.rollout_id == rollout_id, JobRow.status == "rolled_back")
+                .group_by(JobRow.kind)
+            )
+            .tuples()
+            .all()
+        )
+        assert kinds == {"install": 1}
+        assert deploy.get_rollout(session, rollout_id).status == "rolled_back"
+
+
+def test_results_are_idempotent_and_retries_are_visible(
+    fleet: Fleet, ctx: AppContext, clock: Clock
+) -> None:
+    rollout_id = fleet.rollout(policy={"max_attempts": 2, "retry_backoff_minutes": 1})
+    ids = sorted(fleet.credentials)
+    tick(ctx.db, now=ctx.now())
+    tick(ctx.db, now=ctx.now())
+    credential = fleet.credentials[ids[0]]
+    (job,) = fleet.client.get("/api/agent/v1/jobs", headers=bearer(credential)).json()["jobs"]
+    body = {"attempt": 1, "status": "failed", "result": {"error": "dpkg lock"}}
+    first = fleet.client.post(
+        f"/api/agent/v1/jobs/{job['job_id']}/result", json=body, headers=bearer(credential)
+    )
+    again = fleet.client.post(
+        f"/api/agent/v1/jobs/{job['job_id']}/result", json=body, headers=bearer(credential)
+    )
+    assert first.json()["status"] == "retry_wait"
+    assert again.json()["duplicate"] is True
+    other = fleet.credentials[ids[1]]
+    stolen = fleet.client.post(
+        f"/api/agent/v1/jobs/{job['job_id']}/result", json=body, headers=bearer(other)
+    )
+    assert stolen.status_code == 404  # an agent only reports on its own host's jobs
+    clock.advance(minutes=2)
+    tick(ctx.db, now=ctx.now())
+    (retry,) = fleet.client.get("/api/agent/v1/jobs", headers=bearer(credential)).json()["jobs"]
+    assert retry["attempt"] == 2
+    with ctx.db.session() as session:
+        results = session.scalar(select(func.count()).select_from(JobResultRow))
+    assert results == 1
+    del rollout_id
+
+
+def test_offline_hosts_and_lapsed_leases(fleet: Fleet, ctx: AppContext, clock: Clock) -> None:
+    rollout_id = fleet.rollout(
+        policy={"claim_deadline_minutes": 30, "lease_minutes": 5, "progress_deadline_minutes": 60}
+    )
+    tick(ctx.db, now=ctx.now())
+    tick(ctx.db, now=ctx.now())
+    ids = sorted(fleet.credentials)
+    credential = fleet.credentials[ids[0]]
+    (job,) = fleet.client.get("/api/agent/v1/jobs", headers=bearer(credential)).json()["jobs"]
+    clock.advance(minutes=6)  # the agent died: the lease lapses
+    tick(ctx.db, now=ctx.now())
+    (again,) = fleet.client.get("/api/agent/v1/jobs", headers=bearer(credential)).json()["jobs"]
+    assert again["job_id"] == job["job_id"]
+    assert again["attempt"] == 1  # same attempt: at-least-once, idempotent on (job, attempt)
+    beat = fleet.client.post(
+        f"/api/agent/v1/jobs/{job['job_id']}/heartbeat",
+        json={"attempt": 1},
+        headers=bearer(credential),
+    )
+    assert beat.status_code == 200
+    fleet.client.post(
+        f"/api/agent/v1/jobs/{job['job_id']}/result",
+        json={"attempt": 1, "status": "succeeded", "result": {}},
+        headers=bearer(credential),
+    )
+    tick(ctx.db, now=ctx.now())  # releases the second lab host, which never claims it
+    clock.advance(minutes=31)
+    tick(ctx.db, now=ctx.now())
+    with ctx.db.session() as session:
+        statuses = sorted(
+            session.scalars(
+                select(JobRow.status).where(JobRow.rollout_id == rollout_id, JobRow.ring_idx == 0)
+            )
+        )
+    assert statuses == ["offline", "succeeded"]
+    tick(ctx.db, now=ctx.now())
+    assert fleet.statuses(rollout_id)["lab"] == "completed"  # offline is not a failure
+
+
+def test_emergency_rollouts_wait_for_one_approver(fleet: Fleet, ctx: AppContext) -> None:
+    rollout_id = fleet.rollout(emergency=True)
+    assert fleet.statuses(rollout_id)["rollout"] == "pending_approval"
+    tick(ctx.db, now=ctx.now())
+    assert fleet.agent_cycle() == {}
+    with ctx.db.session() as session:
+        deploy.approve_rollout(session, APPROVER, rollout_id, ring=None, now=ctx.now())
+        with pytest.raises(Conflict):
+            deploy.approve_rollout(session, APPROVER, rollout_id, ring=None, now=ctx.now())
+    assert fleet.statuses(rollout_id)["rollout"] == "running"
+
+
+def test_windows_gate_releases(fleet: Fleet, ctx: AppContext, clock: Clock) -> None:
+    with ctx.db.session() as session:
+        deploy.create_window(
+            session,
+            OPERATOR,
+            name="sat",
+            rrule="FREQ=WEEKLY;BYDAY=SA;BYHOUR=2",
+            timezone="Europe/Berlin",
+            duration_minutes=120,
+            now=ctx.now(),
+        )
+        deploy.attach_window(session, OPERATOR, "lab", "sat", now=ctx.now())
+        with pytest.raises(ValidationFailed):
+            deploy.create_window(
+                session,
+                OPERATOR,
+                name="bad",
+                rrule="FREQ=SOMETIMES",
+                timezone="Europe/Berlin",
+                duration_minutes=60,
+                now=ctx.now(),
+            )
+    rollout_id = fleet.rollout()
+    clock.value = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)  # a Friday
+    tick(ctx.db, now=ctx.now())
+    tick(ctx.db, now=ctx.now())
+    assert fleet.agent_cycle() == {}
+    clock.value = datetime(2026, 11, 28, 1, 30, tzinfo=UTC)  # Saturday 02:30 in Berlin
+    tick(ctx.db, now=ctx.now())
+    assert len(fleet.agent_cycle()) == 1
+    clock.value = datetime(2026, 11, 28, 2, 45, tzinfo=UTC)  # 15 min left < 30 expected
+    tick(ctx.db, now=ctx.now())
+    assert fleet.agent_cycle() == {}
+    del rollout_id
+
+
+def test_exceptions_four_eyes_accept_and_reopen_on_expiry(
+    fleet: Fleet, ctx: AppContext, clock: Clock
+) -> None:
+    ids = sorted(fleet.credentials)
+    with ctx.db.session() as session:
+        row = deploy.request_exception(
+            session,
+            OPERATOR,
+            advisory="CVE-2026-0001",
+            asset_id=ids[0],
+            justification="compensating WAF rule in front",
+            expires_at=ctx.now() + timedelta(days=7),
+            now=ctx.now(),
+        )
+        with pytest.raises(PermissionDenied):
+            deploy.decide_exception(session, OPERATOR, row.id, approve_it=True, now=ctx.now())
+        deploy.decide_exception(session, APPROVER, row.id, approve_it=True, now=ctx.now())
+        states = dict(
+            session.execute(
+                select(FindingRow.state, func.count())
+                .where(FindingRow.asset_id == ids[0])
+                .group_by(FindingRow.state)
+            )
+            .tuples()
+            .all()
+        )
+    assert states == {"accepted": 1, "open": 1}  # the openssl finding is accepted, curl stays
+    rollout_id = fleet.rollout()
+    with ctx.db.session() as session:
+        hosts = set(session.scalars(select(JobRow.asset_id).where(JobRow.rollout_id == rollout_id)))
+    assert ids[0] not in hosts  # excluded from deployment
+    clock.advance(days=8)
+    report = tick(ctx.db, now=ctx.now())
+    assert report.expired_exceptions == 1
+    with ctx.db.session() as session:
+        reopened = session.scalar(
+            select(func.count())
+            .select_from(FindingRow)
+            .where(FindingRow.asset_id == ids[0], FindingRow.state == "open")
+        )
+    assert reopened == 2
+
+
+def test_only_one_orchestrator_leads(ctx: AppContext) -> None:
+    first, second = Leadership(ctx.db), Leadership(ctx.db)
+    try:
+        assert first.acquire()
+        assert first.acquire()  # idempotent for the leader
+        assert not second.acquire()
+        first.release()
+        assert second.acquire()
+    finally:
+        first.release()
+        second.release()
