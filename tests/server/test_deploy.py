@@ -427,3 +427,54 @@ def test_only_one_orchestrator_leads(ctx: AppContext) -> None:
     finally:
         first.release()
         second.release()
+
+
+def test_new_kev_finding_on_exposed_asset_opens_an_emergency_rollout(
+    fleet: Fleet, ctx: AppContext, clock: Clock
+) -> None:
+    from patchwarden.core.model import KevEntry
+    from patchwarden.store.intel import replace_kev
+    from patchwarden.store.models import AssetRow
+
+    ids = sorted(fleet.credentials)
+    with ctx.db.session() as session:
+        with pytest.raises(ValidationFailed):
+            deploy.set_emergency_profile(
+                session, OPERATOR, {"rings": [{"groups": [1]}]}, now=ctx.now()
+            )
+        deploy.set_emergency_profile(
+            session,
+            OPERATOR,
+            {"enabled": True, "rings": [{"name": "now", "concurrency": "50%"}]},
+            now=ctx.now(),
+        )
+    assert tick(ctx.db, now=ctx.now()).emergency_rollout is None  # nothing new yet
+    clock.advance(minutes=1)
+    with ctx.db.session() as session:
+        session.get(AssetRow, ids[0]).exposure = "internet"  # type: ignore[union-attr]
+        import_advisories(session, [advisory("DSA-0003-1", "bash", "5.2.21-2", "CVE-2026-0003")])
+        replace_kev(session, [KevEntry("CVE-2026-0003", clock().date(), clock().date())])
+        record_inventory(
+            session,
+            Inventory(
+                hostname="lab-0",
+                os=DEBIAN,
+                packages=(
+                    InstalledPackage("bash", "5.2.15-2", "Debian:12", "amd64", "bash", "5.2.15-2"),
+                ),
+            ),
+            now=ctx.now(),
+            asset_id=ids[0],
+        )
+        refresh_findings(session, now=ctx.now())
+    clock.advance(minutes=1)
+    opened = tick(ctx.db, now=ctx.now()).emergency_rollout
+    assert opened is not None
+    with ctx.db.session() as session:
+        row = deploy.get_rollout(session, opened)
+        assert row.emergency
+        assert row.status == "pending_approval"
+        assert row.selection["advisories"] == ["DSA-0003-1"]
+        hosts = list(session.scalars(select(JobRow.asset_id).where(JobRow.rollout_id == opened)))
+    assert hosts == [ids[0]]
+    assert tick(ctx.db, now=ctx.now()).emergency_rollout is None  # opened once

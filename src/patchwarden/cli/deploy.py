@@ -283,27 +283,6 @@ def exceptions_list(
 # ----------------------------------------------------------------------- rollouts
 
 
-def _ring(raw: dict[str, Any]) -> deploy.RingSpec:
-    allowed = set(deploy.RingSpec.__dataclass_fields__)
-    unknown = set(raw) - allowed
-    if unknown:
-        raise ValidationFailed(
-            f"unknown ring keys: {', '.join(sorted(unknown))}",
-            hint=f"ring keys: {', '.join(sorted(allowed))}",
-        )
-    return deploy.RingSpec(
-        name=str(raw.get("name", "ring")),
-        groups=tuple(raw.get("groups", ())),
-        percent=float(raw.get("percent", 100)),
-        windows=tuple(raw.get("windows", ())),
-        concurrency=str(raw.get("concurrency", "1")),
-        error_budget=str(raw.get("error_budget", "1")),
-        success_threshold=float(raw.get("success_threshold", 100)),
-        soak_minutes=int(raw.get("soak_minutes", 0)),
-        requires_approval=bool(raw.get("requires_approval", False)),
-    )
-
-
 @rollouts_app.command("create")
 def rollouts_create(
     spec: Path = typer.Argument(
@@ -340,7 +319,7 @@ def rollouts_create(
             actor(),
             name=str(data.get("name", spec.stem)),
             target_groups=list(data.get("target_groups", [])),
-            rings=[_ring(r) for r in data.get("rings", [])],
+            rings=[deploy.ring_spec_from_json(r) for r in data.get("rings", [])],
             now=now(),
             baseline=data.get("baseline"),
             advisories=list(data.get("advisories", [])),
@@ -542,4 +521,29 @@ def scripts_register(
         )
         out = {"id": row.id, "name": name, "version": version, "sha256": row.sha256}
     print_json(out) if as_json else stdout().print(f"registered {name} {version} ({row.sha256})")
+    return EXIT_OK
+
+
+@rollouts_app.command("emergency-profile")
+def rollouts_emergency_profile(
+    spec: Path | None = typer.Option(
+        None,
+        "--file",
+        help="Set the profile from YAML/JSON (enabled, rings, policy, windows).",
+        exists=True,
+        dir_okay=False,
+    ),
+    as_json: bool = JsonFlag,
+) -> int:
+    """Show or set the prepared emergency rollout: when enabled, a new KEV-listed or P1
+    finding on an internet-facing asset opens an emergency rollout awaiting approval."""
+    with database() as db, db.session() as session:
+        if spec is not None:
+            out = deploy.set_emergency_profile(session, actor(), _load(spec), now=now())
+        else:
+            out = deploy.emergency_profile(session)
+    if as_json or spec is None:
+        print_json(out)
+    else:
+        stdout().print("emergency profile " + ("enabled" if out["enabled"] else "disabled"))
     return EXIT_OK

@@ -398,3 +398,20 @@ def get_change_record(
     if format == "markdown":
         return PlainTextResponse(to_markdown(record), media_type="text/markdown")
     return record
+
+
+# ----------------------------------------------------------------------- policies
+
+
+@router.get("/policies/emergency")
+def get_emergency_profile(_who: Reader, session: DbSession) -> dict[str, Any]:
+    """The prepared emergency rollout profile."""
+    return deploy.emergency_profile(session)
+
+
+@router.put("/policies/emergency")
+def put_emergency_profile(
+    body: dict[str, Any], request: Request, who: Deployer, session: DbSession
+) -> dict[str, Any]:
+    """Set the emergency profile (``enabled``, ``rings``, ``policy``, ``windows``)."""
+    return deploy.set_emergency_profile(session, who.actor(), body, now=context(request).now())

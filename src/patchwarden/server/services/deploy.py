@@ -39,6 +39,7 @@ from patchwarden.store.models import (
     PackageRow,
     PackageVuln,
     PatchBaselineRow,
+    PolicyRow,
     RiskExceptionRow,
     RolloutRingRow,
     RolloutRow,
@@ -679,14 +680,18 @@ def create_rollout(
     policy: dict[str, Any] | None = None,
     emergency: bool = False,
     windows: Sequence[int | str] = (),
+    target_assets: Sequence[int] = (),
 ) -> RolloutRow:
-    """Plan a rollout: hosts per ring, the approved upgrades per host, one job each."""
+    """Plan a rollout: hosts per ring, the approved upgrades per host, one job each.
+
+    Targets are groups, or (for emergency rollouts opened automatically) asset ids.
+    """
     if not rings:
         raise ValidationFailed("a rollout needs at least one ring")
     if baseline is None and not advisories and not packages:
         raise ValidationFailed("choose what to deploy: a baseline, advisories or packages")
     targets = _group_ids(session, target_groups)
-    if not targets:
+    if not targets and not target_assets:
         raise ValidationFailed("a rollout needs at least one target group")
     baseline_row = get_baseline(session, baseline) if baseline is not None else None
     baseline_rules = parse_rules(baseline_row.rules) if baseline_row else None
@@ -698,12 +703,18 @@ def create_rollout(
         raise ValidationFailed("only emergency rollouts carry their own windows")
 
     members = {g: member_ids(session, g) for g in targets}
-    targeted = {a for ids in members.values() for a in ids}
+    targeted = {a for ids in members.values() for a in ids} | set(target_assets)
+    # Explicit assets form a pseudo group (id 0) that rings without groups take.
+    everyone = (*targets, 0) if target_assets else tuple(targets)
     ring_members = []
     for spec in rings:
-        groups = tuple(_group_ids(session, spec.groups)) if spec.groups else tuple(targets)
+        groups = tuple(_group_ids(session, spec.groups)) if spec.groups else everyone
         ring_members.append(rules.RingMembers(groups, spec.percent))
-    all_members = {g: member_ids(session, g) for rm in ring_members for g in rm.groups}
+    all_members = {
+        g: (list(target_assets) if g == 0 else member_ids(session, g))
+        for rm in ring_members
+        for g in rm.groups
+    }
     scoped = {g: [a for a in ids if a in targeted] for g, ids in all_members.items()}
     placement = rules.assign_rings(ring_members, scoped, seed=f"{name}:{now.isoformat()}")
 
@@ -1172,3 +1183,150 @@ def register_script_package(
         after={"name": name, "version": version, "sha256": row.sha256, "commands": row.commands},
     )
     return row
+
+
+# ------------------------------------------------------------------ emergencies
+
+EMERGENCY_KEY = "emergency"
+
+
+def emergency_profile(session: Session) -> dict[str, Any]:
+    """The prepared emergency rollout profile (disabled until configured)."""
+    row = session.get(PolicyRow, EMERGENCY_KEY)
+    return dict(row.value) if row is not None else {"enabled": False}
+
+
+def set_emergency_profile(
+    session: Session, actor: Actor, profile: dict[str, Any], *, now: datetime
+) -> dict[str, Any]:
+    """Validate and store the emergency profile: ``enabled``, ``rings`` (as in a rollout
+    spec), ``policy``, ``windows`` (names or ids)."""
+    unknown = set(profile) - {"enabled", "rings", "policy", "windows"}
+    if unknown:
+        raise ValidationFailed(f"unknown emergency profile keys: {', '.join(sorted(unknown))}")
+    if not isinstance(profile.get("enabled", False), bool):
+        raise ValidationFailed("enabled must be true or false")
+    rings = profile.get("rings") or [
+        {"name": "emergency", "concurrency": "10%", "error_budget": "1"}
+    ]
+    for ring in rings:
+        if not isinstance(ring, dict) or ring.get("groups"):
+            raise ValidationFailed("emergency rings take hosts by percent only (no groups)")
+        ring_spec_from_json(ring)
+    _policy(dict(profile.get("policy", {})))
+    for window in profile.get("windows", []):
+        get_window(session, window)
+    clean = {
+        "enabled": profile.get("enabled", False),
+        "rings": rings,
+        "policy": dict(profile.get("policy", {})),
+        "windows": list(profile.get("windows", [])),
+    }
+    row = session.get(PolicyRow, EMERGENCY_KEY)
+    before = dict(row.value) if row is not None else None
+    if row is None:
+        row = PolicyRow(key=EMERGENCY_KEY, value=clean, updated_at=now, updated_by=actor.name)
+        session.add(row)
+    else:
+        row.value = {**clean, "last_scan": row.value.get("last_scan")}
+        row.updated_at, row.updated_by = now, actor.name
+    audit.record(
+        session,
+        actor,
+        "policy.emergency",
+        now=now,
+        target_type="policy",
+        target_id=EMERGENCY_KEY,
+        before=before,
+        after=clean,
+    )
+    return clean
+
+
+def open_emergency_rollouts(session: Session, *, now: datetime) -> int | None:
+    """Open one emergency rollout (pending approval) for new KEV-listed or P1 findings
+    on internet-facing assets since the last scan; returns its id, or None."""
+    row = session.get(PolicyRow, EMERGENCY_KEY)
+    if row is None or not row.value.get("enabled"):
+        return None
+    last = row.value.get("last_scan")
+    since = datetime.fromisoformat(last) if last else now - timedelta(days=1)
+    found = session.execute(
+        select(FindingRow.asset_id, FindingRow.advisory_id, FindingRow.priority)
+        .join(AssetRow, AssetRow.id == FindingRow.asset_id)
+        .join(
+            PackageVuln,
+            (PackageVuln.package_id == FindingRow.package_id)
+            & (PackageVuln.advisory_id == FindingRow.advisory_id),
+        )
+        .where(
+            FindingRow.state == "open",
+            FindingRow.first_seen > since,
+            AssetRow.exposure == "internet",
+            PackageVuln.fixed_version.is_not(None),
+        )
+    ).all()
+    row.value = {**row.value, "last_scan": now.isoformat()}
+    if not found:
+        return None
+    threats = threats_for(session, {a for _, a, _ in found})
+    urgent = [
+        (asset, adv) for asset, adv, prio in found if prio == "P1" or threats[adv].kev is not None
+    ]
+    if not urgent:
+        return None
+    busy = set(
+        session.scalars(
+            select(JobRow.asset_id).where(
+                JobRow.status.in_(["pending", "ready", "running", "retry_wait"])
+            )
+        )
+    )
+    assets = sorted({a for a, _ in urgent} - busy)
+    if not assets:
+        return None
+    advisories = sorted(
+        set(
+            session.scalars(
+                select(AdvisoryRow.ext_id).where(AdvisoryRow.id.in_({adv for _, adv in urgent}))
+            )
+        )
+    )
+    profile = row.value
+    rollout = create_rollout(
+        session,
+        ORCHESTRATOR,
+        name=f"emergency {now.date().isoformat()}: {', '.join(advisories[:3])}"
+        + (" …" if len(advisories) > 3 else ""),
+        target_groups=(),
+        target_assets=assets,
+        rings=[ring_spec_from_json(r) for r in profile.get("rings", [])],
+        now=now,
+        advisories=advisories,
+        policy=dict(profile.get("policy", {})),
+        emergency=True,
+        windows=list(profile.get("windows", [])),
+    )
+    return rollout.id
+
+
+def ring_spec_from_json(raw: dict[str, Any]) -> RingSpec:
+    """A ring from a rollout spec or the emergency profile (unknown keys refused)."""
+    allowed = set(RingSpec.__dataclass_fields__)
+    unknown = set(raw) - allowed
+    if unknown:
+        raise ValidationFailed(
+            f"unknown ring keys: {', '.join(sorted(unknown))}",
+            hint=f"ring keys: {', '.join(sorted(allowed))}",
+        )
+    return RingSpec(
+        name=str(raw.get("name", "ring")),
+        groups=tuple(raw.get("groups", ())),
+        windows=tuple(raw.get("windows", ())),
+        percent=float(raw.get("percent", 100)),
+        concurrency=str(raw.get("concurrency", "1")),
+        error_budget=str(raw.get("error_budget", "1")),
+        success_threshold=float(raw.get("success_threshold", 100)),
+        soak_minutes=int(raw.get("soak_minutes", 0)),
+        requires_approval=bool(raw.get("requires_approval", False)),
+    )

@@ -31,6 +31,7 @@ from patchwarden.server.services.deploy import (
     expire_exceptions,
     get_window,
     host_windows,
+    open_emergency_rollouts,
     to_window,
 )
 from patchwarden.store import audit
@@ -117,6 +118,7 @@ class TickReport:
     rollouts: int = 0
     actions: dict[str, int] = field(default_factory=dict)
     expired_exceptions: int = 0
+    emergency_rollout: int | None = None
 
 
 def build_view(session: Session, rollout: RolloutRow) -> rules.RolloutView:
@@ -312,6 +314,7 @@ def tick(database: Database, *, now: datetime) -> TickReport:
     report = TickReport()
     with database.session() as session:
         report.expired_exceptions = expire_exceptions(session, now=now)
+        report.emergency_rollout = open_emergency_rollouts(session, now=now)
         ids = list(session.scalars(select(RolloutRow.id).where(RolloutRow.status.in_(ACTIVE))))
     for rollout_id in ids:
         with database.session() as session:
