@@ -14,6 +14,7 @@ from patchwarden.core.groups import AssetFacts, matches, validate_filter
 from patchwarden.store import audit
 from patchwarden.store.audit import Actor
 from patchwarden.store.bulk import chunks, insert_rows
+from patchwarden.store.lookup import by_id_or_name
 from patchwarden.store.models import AssetGroupMember, AssetGroupRow, AssetRow
 
 
@@ -35,13 +36,9 @@ def facts(asset: AssetRow) -> AssetFacts:
 
 def get_group(session: Session, ident: int | str) -> AssetGroupRow:
     """A group by id or name, or NotFound."""
-    if isinstance(ident, int) or (isinstance(ident, str) and ident.isdigit()):
-        row = session.get(AssetGroupRow, int(ident))
-    else:
-        row = session.scalars(select(AssetGroupRow).where(AssetGroupRow.name == ident)).first()
-    if row is None:
-        raise NotFound(f"no asset group {ident!r}")
-    return row
+    return by_id_or_name(
+        session, AssetGroupRow, ident, name_column=AssetGroupRow.name, what="asset group"
+    )
 
 
 def group_json(group: AssetGroupRow, members: int | None = None) -> dict[str, Any]:

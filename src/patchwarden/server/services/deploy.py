@@ -26,6 +26,7 @@ from patchwarden.store import audit
 from patchwarden.store.audit import Actor
 from patchwarden.store.findings import refresh_findings, threats_for
 from patchwarden.store.groups import get_group, member_ids
+from patchwarden.store.lookup import by_id_or_name
 from patchwarden.store.models import (
     AdvisoryRow,
     ApprovalRow,
@@ -134,15 +135,13 @@ def create_window(
 
 def get_window(session: Session, ident: int | str) -> MaintenanceWindowRow:
     """A window by id or name."""
-    if isinstance(ident, int) or ident.isdigit():
-        row = session.get(MaintenanceWindowRow, int(ident))
-    else:
-        row = session.scalars(
-            select(MaintenanceWindowRow).where(MaintenanceWindowRow.name == ident)
-        ).first()
-    if row is None:
-        raise NotFound(f"no maintenance window {ident!r}")
-    return row
+    return by_id_or_name(
+        session,
+        MaintenanceWindowRow,
+        ident,
+        name_column=MaintenanceWindowRow.name,
+        what="maintenance window",
+    )
 
 
 def attach_window(
@@ -252,15 +251,13 @@ def save_baseline(
 
 def get_baseline(session: Session, ident: int | str) -> PatchBaselineRow:
     """A baseline by id or name."""
-    if isinstance(ident, int) or ident.isdigit():
-        row = session.get(PatchBaselineRow, int(ident))
-    else:
-        row = session.scalars(
-            select(PatchBaselineRow).where(PatchBaselineRow.name == ident)
-        ).first()
-    if row is None:
-        raise NotFound(f"no patch baseline {ident!r}")
-    return row
+    return by_id_or_name(
+        session,
+        PatchBaselineRow,
+        ident,
+        name_column=PatchBaselineRow.name,
+        what="patch baseline",
+    )
 
 
 # --------------------------------------------------------------------- exceptions

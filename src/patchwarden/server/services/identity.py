@@ -34,6 +34,7 @@ from patchwarden.server.security import (
 )
 from patchwarden.store import audit
 from patchwarden.store.audit import Actor
+from patchwarden.store.lookup import by_id_or_name
 from patchwarden.store.models import ApiTokenRow, LoginAttemptRow, SessionRow, UserRow
 
 # A hash to verify against when the user does not exist, so timing does not reveal it.
@@ -59,13 +60,7 @@ def _check_role(role: str) -> None:
 
 def get_user(session: Session, ident: int | str) -> UserRow:
     """A user by id or username, or NotFound."""
-    if isinstance(ident, int) or ident.isdigit():
-        user = session.get(UserRow, int(ident))
-    else:
-        user = session.scalars(select(UserRow).where(UserRow.username == ident)).first()
-    if user is None:
-        raise NotFound(f"no user {ident!r}")
-    return user
+    return by_id_or_name(session, UserRow, ident, name_column=UserRow.username, what="user")
 
 
 def create_user(
