@@ -478,3 +478,18 @@ def test_new_kev_finding_on_exposed_asset_opens_an_emergency_rollout(
         hosts = list(session.scalars(select(JobRow.asset_id).where(JobRow.rollout_id == opened)))
     assert hosts == [ids[0]]
     assert tick(ctx.db, now=ctx.now()).emergency_rollout is None  # opened once
+
+
+def test_rejecting_a_gate_cancels_the_rollout(fleet: Fleet, ctx: AppContext) -> None:
+    rollout_id = fleet.rollout(emergency=True)
+    with ctx.db.session() as session:
+        with pytest.raises(Conflict):
+            deploy.reject_rollout(session, APPROVER, rollout_id, ring=0, now=ctx.now())
+        deploy.reject_rollout(
+            session, APPROVER, rollout_id, ring=None, comment="not now", now=ctx.now()
+        )
+    assert fleet.statuses(rollout_id)["rollout"] == "cancelled"
+    with ctx.db.session() as session:
+        record = change_record(session, deploy.get_rollout(session, rollout_id))
+    assert record["approvals"][0]["decision"] == "rejected"
+    assert record["outcome"]["halt_reason"] == "rejected by approver: not now"

@@ -1,7 +1,8 @@
 """``patchwarden-agent``: the host agent's command line (argparse, stdlib only).
 
     patchwarden-agent [--config FILE] [--state-dir DIR] [-v] COMMAND
-      run [--once] [--json]          check in every interval (or once) until stopped
+      run [--once] [--json]          check in and run released jobs, every interval
+                                     (or once) until stopped
       enroll TOKEN [--server URL]    exchange an enrollment token ('-' reads stdin)
       status [--json]                what the agent knows; no network
       inventory [--json]             what the agent would upload; no network
@@ -66,14 +67,15 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="patchwarden host agent: enrollment, check-in, inventory upload.",
+        description="patchwarden host agent: enrollment, check-in, inventory upload, "
+        "deployment jobs.",
         parents=[shared],
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {AGENT_VERSION}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
-        "run", parents=[shared], help="check in and upload, every interval until stopped"
+        "run", parents=[shared], help="check in, upload, run jobs; every interval until stopped"
     )
     run.add_argument("--once", action="store_true", help="run one cycle and exit")
     run.add_argument("--json", action="store_true", help="with --once: print the result as JSON")

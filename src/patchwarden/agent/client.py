@@ -11,10 +11,14 @@ Failures are sorted for the caller: ``ServerUnreachable`` (connection refused, D
 timeout, TLS, 5xx, 408, 429: try again later) or ``ServerRefused`` (other 3xx/4xx: the
 request as sent will not succeed; the server's ``{"error", "hint", "type"}`` body is
 kept).
+
+Jobs travel in the server's wire form (``GET /jobs``); ``job_payload`` turns one into
+the payload ``jobs.execute_job`` validates (docs/agent-protocol.md, "Jobs").
 """
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import platform
@@ -28,13 +32,18 @@ from typing import Any
 from patchwarden.agent import AGENT_VERSION, PROTOCOL_VERSION
 from patchwarden.agent.config import check_server_url
 from patchwarden.agent.errors import ServerRefused, ServerUnreachable
-from patchwarden.core.errors import ConfigError
+from patchwarden.core.errors import BackendError, ConfigError
 
 API_PREFIX = "/api/agent/v1"
 ENROLL_PATH = f"{API_PREFIX}/enroll"
 CHECKIN_PATH = f"{API_PREFIX}/checkin"
 INVENTORY_PATH = f"{API_PREFIX}/inventory"
+JOBS_PATH = f"{API_PREFIX}/jobs"
 MAX_RESPONSE_BYTES = 1 << 20
+SHA256_HEADER = "X-Content-SHA256"
+#: What the server adds to a job for people (what it fixes, the risk it removes); the
+#: agent acts on none of it, so it is removed before the job is validated.
+SERVER_ANNOTATIONS = ("advisories", "risk_removed")
 _TRANSIENT_4XX = (408, 429)
 
 
@@ -86,6 +95,51 @@ class ServerClient:
         _expect(answer, ("upload_inventory", bool), ("next_checkin_seconds", int))
         return answer
 
+    def claim_jobs(self, credential: str) -> list[dict[str, Any]]:
+        """``GET /jobs``: claim this host's released jobs; their payloads, in wire form."""
+        answer = self.request("GET", JOBS_PATH, None, credential=credential)
+        jobs = answer.get("jobs")
+        if not isinstance(jobs, list) or not all(isinstance(job, dict) for job in jobs):
+            raise ServerUnreachable("the server's answer lacks 'jobs' (a list of objects)")
+        return jobs
+
+    def heartbeat(self, credential: str, job_id: int, attempt: int) -> dict[str, Any]:
+        """``POST /jobs/{id}/heartbeat``: keep the claim on a job this host is running."""
+        body = json_body({"protocol": PROTOCOL_VERSION, "attempt": attempt})
+        return self.request("POST", job_path(job_id, "heartbeat"), body, credential=credential)
+
+    def download_artifact(self, url: str, credential: str, *, max_bytes: int) -> bytes:
+        """A script package artifact from this server, checked against the sha256 the
+        server sends with it (``X-Content-SHA256``).
+
+        Only URLs on this server are fetched: the request carries the credential.
+        Raises ``BackendError`` for anything else, a body over ``max_bytes`` or a
+        digest mismatch, and the usual ``AgentError`` when the server fails.
+        """
+        prefix = self.base_url + "/"
+        if not url.startswith(prefix):
+            raise BackendError(
+                f"artifact URL {url} is not on this agent's server {self.base_url}; "
+                "the agent sends its credential nowhere else"
+            )
+        raw, headers = self._exchange(
+            "GET",
+            url[len(self.base_url) :],
+            None,
+            {"Accept": "application/octet-stream"},
+            credential=credential,
+            limit=max_bytes,
+        )
+        announced = (headers.get(SHA256_HEADER) or "").strip().lower()
+        digest = hashlib.sha256(raw).hexdigest()
+        if not announced:
+            raise BackendError(f"the server sent {url} without an {SHA256_HEADER} header")
+        if digest != announced:
+            raise BackendError(
+                f"{url} arrived with sha256 {digest}, the server announced {announced}"
+            )
+        return raw
+
     def request(
         self,
         method: str,
@@ -97,29 +151,15 @@ class ServerClient:
         content_encoding: str = "",
     ) -> dict[str, Any]:
         """Send one request and return the JSON answer (a 2xx with the same protocol)."""
-        headers = {"Accept": "application/json", "User-Agent": self.user_agent}
+        headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type
             if content_encoding:
                 headers["Content-Encoding"] = content_encoding
-        if credential:
-            headers["Authorization"] = f"Bearer {credential}"
-        # The scheme was checked by check_server_url: only http(s) reaches here.
-        request = urllib.request.Request(  # noqa: S310
-            self.base_url + path, data=body, headers=headers, method=method
+        raw, _headers = self._exchange(
+            method, path, body, headers, credential=credential, limit=self.max_response_bytes
         )
         where = f"{method} {self.base_url}{path}"
-        try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                raw = response.read(self.max_response_bytes + 1)
-        except urllib.error.HTTPError as exc:
-            raise _http_error(where, exc) from None
-        except urllib.error.URLError as exc:
-            raise ServerUnreachable(f"{where}: {_reason(exc.reason)}") from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise ServerUnreachable(f"{where}: {_reason(exc)}") from None
-        if len(raw) > self.max_response_bytes:
-            raise ServerUnreachable(f"{where}: answer larger than {self.max_response_bytes} bytes")
         try:
             answer = json.loads(raw) if raw else {}
         except ValueError:
@@ -134,6 +174,66 @@ class ServerClient:
                 hint="upgrade the agent or the server so they match",
             )
         return answer
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        *,
+        credential: str,
+        limit: int,
+    ) -> tuple[bytes, Message]:
+        """Send one request; the answer's body (at most ``limit`` bytes) and headers."""
+        headers = {**headers, "User-Agent": self.user_agent}
+        if credential:
+            headers["Authorization"] = f"Bearer {credential}"
+        # The scheme was checked by check_server_url: only http(s) reaches here.
+        request = urllib.request.Request(  # noqa: S310
+            self.base_url + path, data=body, headers=headers, method=method
+        )
+        where = f"{method} {self.base_url}{path}"
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                raw: bytes = response.read(limit + 1)
+                answer_headers: Message = response.headers
+        except urllib.error.HTTPError as exc:
+            raise _http_error(where, exc) from None
+        except urllib.error.URLError as exc:
+            raise ServerUnreachable(f"{where}: {_reason(exc.reason)}") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise ServerUnreachable(f"{where}: {_reason(exc)}") from None
+        if len(raw) > limit:
+            raise ServerUnreachable(f"{where}: answer larger than {limit} bytes")
+        return raw, answer_headers
+
+
+def job_path(job_id: int, action: str) -> str:
+    """The route of one job: ``/jobs/{id}/heartbeat`` or ``/jobs/{id}/result``."""
+    return f"{JOBS_PATH}/{job_id}/{action}"
+
+
+def job_payload(wire: dict[str, Any], base_url: str) -> dict[str, Any]:
+    """The ``jobs.execute_job`` payload for a job as the server sent it.
+
+    The server's annotations (``SERVER_ANNOTATIONS``) are dropped; a rollback job
+    restores the journal of ``rollback_of``, so package lists sent along with it are
+    dropped too; a script package named by its server ``id`` is fetched from this
+    server's artifact route. Everything else is passed on unchanged for validation.
+    """
+    payload = {key: value for key, value in wire.items() if key not in SERVER_ANNOTATIONS}
+    if payload.get("kind") == "rollback":
+        payload.pop("packages", None)
+        payload.pop("script_package", None)
+    script = payload.get("script_package")
+    if isinstance(script, dict) and type(script.get("id")) is int:
+        artifact = f"{base_url}{API_PREFIX}/script-packages/{script['id']}/artifact"
+        payload["script_package"] = {
+            **{key: value for key, value in script.items() if key != "id"},
+            "url": artifact,
+        }
+    return payload
 
 
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import configparser
 import dataclasses
 import ipaddress
-from collections.abc import Callable
-from dataclasses import dataclass
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +35,12 @@ class AgentConfig:
     ``± jitter`` (a fraction) so a fleet does not call in step. ``allow_insecure_http``
     permits ``http://`` to hosts other than loopback — credentials and inventories then
     cross the network in clear text.
+
+    The job settings (docs/agent-jobs.md): ``package_root`` is the system the package
+    backends change; ``hooks`` and ``check_commands`` map the names a rollout may use to
+    the argv lists they run (the server only ever sends names); ``job_lease`` is the
+    shortest lease, in seconds, the agent assumes for a claimed job (the payload does
+    not carry it), and it renews its claims every third of it.
     """
 
     server_url: str = ""
@@ -50,6 +57,14 @@ class AgentConfig:
     spool_max_reports: int = 100
     spool_max_bytes: int = 64 * 1024 * 1024
     log_level: str = "info"
+    package_root: Path = Path("/")
+    hooks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    check_commands: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    allow_script_packages: bool = False
+    job_lease: int = 60
+    package_timeout: float = 1800.0
+    hook_timeout: float = 600.0
+    check_retry_delay: float = 5.0
 
     def __post_init__(self) -> None:
         checks = (
@@ -61,6 +76,10 @@ class AgentConfig:
             (1 <= self.spool_max_reports <= 100_000, "spool_max_reports must be 1-100000"),
             (self.spool_max_bytes >= 1024, "spool_max_bytes must be at least 1024"),
             (self.log_level in LOG_LEVELS, f"log_level must be one of {', '.join(LOG_LEVELS)}"),
+            (15 <= self.job_lease <= 3600, "job_lease must be 15-3600 seconds"),
+            (0 < self.package_timeout <= 86400, "package_timeout must be 1-86400 seconds"),
+            (0 < self.hook_timeout <= 86400, "hook_timeout must be 1-86400 seconds"),
+            (0 <= self.check_retry_delay <= 600, "check_retry_delay must be 0-600 seconds"),
         )
         for ok, message in checks:
             if not ok:
@@ -174,6 +193,26 @@ def _level(raw: str, _base: Path) -> str:
     return raw.lower()
 
 
+def _commands(raw: str, _base: Path) -> dict[str, tuple[str, ...]]:
+    """A JSON object of name → argv list (``{}`` when empty). The argv lists are run as
+    they are, never split or passed to a shell; the names are checked where the job
+    settings are built (``jobs.ExecutionSettings``)."""
+    if not raw:
+        return {}
+    try:
+        table = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"expected a JSON object of name -> argv list: {exc}") from None
+    if not isinstance(table, dict):
+        raise ValueError("expected a JSON object of name -> argv list")
+    commands: dict[str, tuple[str, ...]] = {}
+    for name, argv in table.items():
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+            raise ValueError(f"{name!r} must be a non-empty list of strings (argv)")
+        commands[name] = tuple(argv)
+    return commands
+
+
 _CONVERTERS: dict[str, Callable[[str, Path], Any]] = {
     "server_url": _text,
     "state_dir": _path,
@@ -189,4 +228,12 @@ _CONVERTERS: dict[str, Callable[[str, Path], Any]] = {
     "spool_max_reports": _integer,
     "spool_max_bytes": _integer,
     "log_level": _level,
+    "package_root": _path,
+    "hooks": _commands,
+    "check_commands": _commands,
+    "allow_script_packages": _boolean,
+    "job_lease": _integer,
+    "package_timeout": _number,
+    "hook_timeout": _number,
+    "check_retry_delay": _number,
 }

@@ -1,4 +1,4 @@
-"""The agent's cycle: deliver the spool, collect, check in, upload when asked.
+"""The agent's cycle: deliver the spool, collect, check in, upload when asked, run jobs.
 
 One cycle (``Agent.run_once``), under the state directory's lock:
 
@@ -10,7 +10,12 @@ One cycle (``Agent.run_once``), under the state directory's lock:
 4. when the server asks for the inventory, spool it and send it (unless step 1 has just
    delivered that same inventory: the server may still be processing it); when the
    server could not be reached and the inventory differs from what the server last
-   acknowledged, spool it for the next contact.
+   acknowledged, spool it for the next contact;
+5. after a check-in, claim the host's released jobs (``GET /jobs``) and run them one
+   after the other with ``jobs.execute_job``, renewing their leases from a background
+   thread; each result is spooled, then sent (``POST /jobs/{id}/result``);
+6. when a job ran and the inventory changed, collect and check in again, so the
+   server sees the new versions now rather than an interval later.
 
 The next cycle comes after the server's ``next_checkin_seconds`` (the configured
 ``interval`` until the server has answered; an exponential back-off capped at the
@@ -22,15 +27,24 @@ agent remembers that, stops contacting the server and asks to be re-enrolled.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import socket
 import threading
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 from patchwarden.agent import AGENT_VERSION, PROTOCOL_VERSION
-from patchwarden.agent.client import INVENTORY_PATH, ServerClient
+from patchwarden.agent.backends.script import Downloader
+from patchwarden.agent.client import (
+    INVENTORY_PATH,
+    ServerClient,
+    job_path,
+    job_payload,
+    json_body,
+)
 from patchwarden.agent.config import AgentConfig
 from patchwarden.agent.errors import (
     REENROLL_HINT,
@@ -40,6 +54,7 @@ from patchwarden.agent.errors import (
     ServerUnreachable,
 )
 from patchwarden.agent.host import (
+    MACHINE_ID_PATHS,
     collect_inventory,
     fully_qualified_name,
     gzip_document,
@@ -47,6 +62,7 @@ from patchwarden.agent.host import (
     machine_id,
     uptime_seconds,
 )
+from patchwarden.agent.jobs import ExecutionSettings, execute_job
 from patchwarden.agent.spool import Report, Spool, SpoolCorrupt
 from patchwarden.agent.state import AgentState, StateDir, utc_now
 from patchwarden.core.errors import (
@@ -60,6 +76,7 @@ from patchwarden.core.model import Inventory
 log = logging.getLogger("patchwarden.agent")
 
 INVENTORY_KIND = "inventory"
+JOB_RESULT_KIND = "job-result"
 MIN_INTERVAL = 5
 MAX_INTERVAL = 86400
 RETRY_BASE = 30
@@ -73,6 +90,8 @@ class CycleResult:
     ``delivered`` those sent during it (the fresh upload included); ``next_interval``
     is the jittered wait, in seconds, before the next cycle; ``error`` says why the
     server was not reached or refused the check-in (``""`` when all went well).
+    ``jobs`` lists the jobs run in the cycle: ``job_id``, ``attempt``, ``kind``,
+    ``status`` and ``error`` of each.
     """
 
     checked_in: bool
@@ -82,6 +101,81 @@ class CycleResult:
     delivered: int = 0
     inventory_hash: str = ""
     error: str = ""
+    jobs: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass
+class _Contact:
+    """What one check-in exchange (steps 2-4 of the cycle) did."""
+
+    answer: dict[str, Any] | None
+    failure: ServerUnreachable | None
+    content_hash: str
+    uploaded: bool = False
+    delivered: int = 0
+    error: str = ""
+    problem: str = ""
+
+
+class _Heartbeat:
+    """Renews the leases of claimed jobs every ``every`` seconds from a thread.
+
+    A claimed job waiting for its turn is renewed as well as the one running. A job the
+    server no longer counts as running here (409, 404) is dropped and logged; an
+    unreachable server is retried at the next beat.
+    """
+
+    def __init__(self, client: ServerClient, credential: str, every: float) -> None:
+        self.client = client
+        self.credential = credential
+        self.every = every
+        self._jobs: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="job-heartbeat", daemon=True)
+
+    def hold(self, job_id: int, attempt: int) -> None:
+        """Renew this job's lease until ``drop``."""
+        with self._lock:
+            self._jobs[job_id] = attempt
+
+    def drop(self, job_id: int) -> None:
+        """Stop renewing a job (its result is in the spool)."""
+        with self._lock:
+            self._jobs.pop(job_id, None)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        # A beat in flight ends within the request timeout; the thread is a daemon.
+        self._thread.join(timeout=self.client.timeout + 1)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            with self._lock:
+                held = list(self._jobs.items())
+            for job_id, attempt in held:
+                try:
+                    self.client.heartbeat(self.credential, job_id, attempt)
+                except ServerUnreachable as exc:
+                    log.warning("job %d: lease not renewed (%s); retrying", job_id, exc)
+                except ServerRefused as exc:
+                    log.warning(
+                        "job %d attempt %d: the server refused the heartbeat (%s); "
+                        "the job finishes and reports anyway",
+                        job_id,
+                        attempt,
+                        exc,
+                    )
+                    self.drop(job_id)
 
 
 class Agent:
@@ -94,6 +188,18 @@ class Agent:
             self.state_dir.spool_path,
             max_reports=config.spool_max_reports,
             max_bytes=config.spool_max_bytes,
+        )
+        #: How jobs run on this host (the downloader is added per cycle). Built here so a
+        #: bad hook or check command name stops the agent at start (``ConfigError``).
+        self.job_settings = ExecutionSettings(
+            journal_dir=self.state_dir.journal_path,
+            root=config.package_root,
+            hooks=config.hooks,
+            check_commands=config.check_commands,
+            allow_script_packages=config.allow_script_packages,
+            package_timeout=config.package_timeout,
+            hook_timeout=config.hook_timeout,
+            check_retry_delay=config.check_retry_delay,
         )
         #: Why ``run_forever`` stopped on its own (``None`` while it runs or when stopped).
         self.halted: PatchwardenError | None = None
@@ -122,7 +228,10 @@ class Agent:
                 "enrollment_token": token.strip(),
                 "hostname": name,
                 "fqdn": fully_qualified_name(name),
-                "machine_id": machine_id(),
+                # The managed system's id (collect_root: e.g. /host seen from a container).
+                "machine_id": machine_id(
+                    tuple(self.config.collect_root / p.relative_to("/") for p in MACHINE_ID_PATHS)
+                ),
                 "agent_version": AGENT_VERSION,
             }
             try:
@@ -170,40 +279,111 @@ class Agent:
     def _cycle(self, state: AgentState, credential: str) -> CycleResult:
         client = self._client(self.config.server_url or state.server_url)
         sent, failure = self._deliver(client, credential, state)
-        delivered = len(sent)
         # Accepted (202) moments ago: the server may still be processing it, and then
         # asks for it again; that is no reason to send it twice.
         just_accepted = {r.content_hash for r in sent if r.kind == INVENTORY_KIND}
-        inventory, document, problem = self._collect()
+        contact = self._contact(
+            client,
+            credential,
+            state,
+            self._collect(),
+            failure=failure,
+            just_accepted=just_accepted,
+        )
+        contacts = [contact]
+        delivered = len(sent) + contact.delivered
+        jobs: list[dict[str, Any]] = []
+        if contact.answer is not None:
+            jobs, sent_now, job_failure = self._run_jobs(client, credential, state)
+            delivered += sent_now
+            collected = self._collect() if jobs else None
+            current = collected[0].content_hash() if collected and collected[0] else ""
+            if collected is not None and current != contact.content_hash:
+                # The jobs changed the host: report it now, not an interval later.
+                again = self._contact(
+                    client,
+                    credential,
+                    state,
+                    collected,
+                    failure=job_failure,
+                    just_accepted=just_accepted,
+                )
+                contacts.append(again)
+                delivered += again.delivered
+            elif job_failure is not None:
+                # Reached at first, lost during the jobs: back off like any failure.
+                state.failures += 1
+                lost = _Contact(None, job_failure, contact.content_hash, error=str(job_failure))
+                contacts.append(lost)
+        last = contacts[-1]
+        errors = [text for c in contacts for text in (c.problem, c.error)]
+        state.last_error = "; ".join(dict.fromkeys(text for text in errors if text))
+        result = CycleResult(
+            checked_in=contact.answer is not None,
+            uploaded=any(c.uploaded for c in contacts),
+            spooled=len(self.spool.pending()),
+            next_interval=jittered(
+                self._next_base(state, last.answer, last.failure), self.config.jitter
+            ),
+            delivered=delivered,
+            inventory_hash=last.content_hash,
+            error="; ".join(dict.fromkeys(c.error for c in contacts if c.error)),
+            jobs=tuple(jobs),
+        )
+        self._log_result(result)
+        return result
+
+    def _contact(
+        self,
+        client: ServerClient,
+        credential: str,
+        state: AgentState,
+        collected: tuple[Inventory | None, bytes | None, str],
+        *,
+        failure: ServerUnreachable | None,
+        just_accepted: set[str],
+    ) -> _Contact:
+        """Check in with a collected inventory and upload it when the server asks
+        (steps 3-4); with ``failure`` (the server is known to be unreachable) only spool
+        a changed inventory for the next contact."""
+        inventory, document, problem = collected
         content_hash = inventory.content_hash() if inventory is not None else ""
-        answer: dict[str, Any] | None = None
-        error = str(failure) if failure is not None else ""
+        contact = _Contact(None, failure, content_hash, problem=problem)
+        contact.error = str(failure) if failure is not None else ""
         if failure is None:
             try:
-                answer = client.checkin(credential, self._checkin_payload(inventory, content_hash))
+                payload = self._checkin_payload(inventory, content_hash)
+                contact.answer = client.checkin(credential, payload)
             except ServerUnreachable as exc:
-                failure, error = exc, str(exc)
+                contact.failure, contact.error = exc, str(exc)
             except ServerRefused as exc:
                 if exc.status in (401, 404):
                     raise self._revoked(state, exc) from None
-                error = str(exc)
-        uploaded = False
+                contact.error = str(exc)
+        answer = contact.answer
         if answer is not None:
             state.last_checkin_at = utc_now().isoformat()
             state.failures = 0
-            if document is not None and not answer["upload_inventory"]:
+            refused = answer.get("inventory_error")
+            if document is not None and isinstance(refused, str) and refused:
+                # The server stored this inventory and could not process it: sending it
+                # again would fail the same way.
+                state.rejected_hash = content_hash
+                contact.error = f"the server could not process inventory {content_hash[:12]}"
+                log.error("%s: %s", contact.error, refused)
+            elif document is not None and not answer["upload_inventory"]:
                 state.acknowledged_hash = content_hash
             elif content_hash in just_accepted:
                 log.info(
                     "inventory %s was accepted in this cycle; not sent again", content_hash[:12]
                 )
             elif document is not None:
-                uploaded, sent_now, upload_failure = self._upload(
+                contact.uploaded, contact.delivered, upload_failure = self._upload(
                     client, credential, state, document, content_hash
                 )
-                delivered += sent_now
-                error = str(upload_failure) if upload_failure is not None else error
-        elif failure is not None:
+                if upload_failure is not None:
+                    contact.error = str(upload_failure)
+        elif contact.failure is not None:
             state.failures += 1
             # Keep a changed inventory for the next contact (once; a newer one replaces it).
             known = (state.acknowledged_hash, state.rejected_hash)
@@ -213,18 +393,124 @@ class Agent:
                 and not self.spool.holds(INVENTORY_KIND, content_hash)
             ):
                 self._spool_inventory(state, document, content_hash)
-        state.last_error = "; ".join(text for text in (problem, error) if text)
-        result = CycleResult(
-            checked_in=answer is not None,
-            uploaded=uploaded,
-            spooled=len(self.spool.pending()),
-            next_interval=jittered(self._next_base(state, answer, failure), self.config.jitter),
-            delivered=delivered,
-            inventory_hash=content_hash,
-            error=error,
+        return contact
+
+    # ------------------------------------------------------------------------ jobs
+
+    def _run_jobs(
+        self, client: ServerClient, credential: str, state: AgentState
+    ) -> tuple[list[dict[str, Any]], int, ServerUnreachable | None]:
+        """Claim the released jobs and run them one at a time (step 5).
+
+        Returns what ran, how many reports were delivered, and the failure that kept
+        a result in the spool, if one did. Jobs run even when the server goes away
+        meanwhile: they were claimed, and their results wait in the spool.
+        """
+        try:
+            claimed = client.claim_jobs(credential)
+        except ServerUnreachable as exc:
+            log.warning("could not ask for jobs: %s", exc)
+            return [], 0, exc
+        except ServerRefused as exc:
+            if exc.status == 401:
+                raise self._revoked(state, exc) from None
+            log.error("the server refused to hand out jobs: %s", exc)
+            return [], 0, None
+        runnable = []
+        for wire in claimed:
+            identity = _job_identity(wire)
+            if identity is None:
+                log.error("ignoring a job without a positive integer job_id and attempt")
+            elif self.spool.holds(JOB_RESULT_KIND, _result_key(*identity)):
+                log.info("job %d attempt %d ran already; its result waits in the spool", *identity)
+            else:
+                runnable.append((identity, wire))
+        ran: list[dict[str, Any]] = []
+        delivered = 0
+        failure: ServerUnreachable | None = None
+        if not runnable:
+            return ran, delivered, failure
+        # Its own client: the beats go out from another thread while the job runs.
+        beats = self._client(client.base_url)
+        with _Heartbeat(beats, credential, self.config.job_lease / 3) as heartbeat:
+            for (job_id, attempt), _wire in runnable:
+                heartbeat.hold(job_id, attempt)
+            for (job_id, attempt), wire in runnable:
+                summary = self._run_job(
+                    client, credential, state, wire, job_id=job_id, attempt=attempt
+                )
+                ran.append(summary)
+                heartbeat.drop(job_id)
+                sent, failure = self._deliver(client, credential, state)
+                delivered += len(sent)
+                if failure is not None:
+                    log.warning(
+                        "job %d attempt %d: result kept in the spool until the server is back (%s)",
+                        job_id,
+                        attempt,
+                        failure,
+                    )
+        return ran, delivered, failure
+
+    def _run_job(
+        self,
+        client: ServerClient,
+        credential: str,
+        state: AgentState,
+        wire: dict[str, Any],
+        *,
+        job_id: int,
+        attempt: int,
+    ) -> dict[str, Any]:
+        """Execute one job and put its result in the spool; returns its summary."""
+        kind = str(wire.get("kind", ""))
+        log.info("job %d attempt %d (%s, %s): starting", job_id, attempt, kind, wire.get("backend"))
+        settings = dataclasses.replace(
+            self.job_settings, downloader=self._downloader(client, credential)
         )
-        self._log_result(result)
-        return result
+        try:
+            result = execute_job(job_payload(wire, client.base_url), settings)
+        except Exception as exc:  # the server must hear about it, whatever went wrong
+            log.exception("job %d attempt %d: the agent failed", job_id, attempt)
+            result = {
+                "job_id": job_id,
+                "attempt": attempt,
+                "status": "failed",
+                "steps": [],
+                "error": f"agent error: {type(exc).__name__}: {exc}",
+            }
+        status = str(result["status"])
+        body = {"protocol": PROTOCOL_VERSION, "attempt": attempt, "status": status}
+        self.spool.add(
+            JOB_RESULT_KIND,
+            "POST",
+            job_path(job_id, "result"),
+            json_body({**body, "result": result}),
+            content_hash=_result_key(job_id, attempt),
+        )
+        state.last_job = f"job {job_id} attempt {attempt} ({kind}): {status}"
+        state.last_job_at = utc_now().isoformat()
+        error = result.get("error")
+        if status == "succeeded":
+            log.info("job %d attempt %d: succeeded", job_id, attempt)
+        else:
+            log.warning("job %d attempt %d: %s (%s)", job_id, attempt, status, error)
+        return {
+            "job_id": job_id,
+            "attempt": attempt,
+            "kind": kind,
+            "status": status,
+            "error": error,
+        }
+
+    def _downloader(self, client: ServerClient, credential: str) -> Downloader:
+        """Script artifacts through this agent's authenticated client."""
+        limit = self.job_settings.max_artifact_bytes
+
+        def download(url: str) -> bytes:
+            return client.download_artifact(url, credential, max_bytes=limit)
+
+        return download
 
     def _upload(
         self,
@@ -392,6 +678,9 @@ class Agent:
         return float(state.next_checkin_seconds or self.config.interval)
 
     def _log_result(self, result: CycleResult) -> None:
+        if result.jobs:
+            summary = ", ".join(f"{j['job_id']}: {j['status']}" for j in result.jobs)
+            log.info("ran %d job(s): %s", len(result.jobs), summary)
         if result.checked_in:
             log.info(
                 "checked in; %s; %d report(s) delivered, %d waiting; next in %.0f s",
@@ -465,6 +754,9 @@ class Agent:
             "consecutive_failures": state.failures,
             "next_checkin_seconds": state.next_checkin_seconds or self.config.interval,
             "inventory_hash": state.acknowledged_hash or None,
+            "last_job": state.last_job or None,
+            "last_job_at": state.last_job_at or None,
+            "job_results_waiting": len(self.spool.pending(JOB_RESULT_KIND)),
             "spool": {
                 "reports": len(self.spool.pending()),
                 "bytes": self.spool.size(),
@@ -477,6 +769,19 @@ def jittered(seconds: float, jitter: float, rng: random.Random | None = None) ->
     """``seconds`` spread uniformly by ``± jitter`` (a fraction), never below the minimum."""
     spread = (rng or _RANDOM).uniform(-jitter, jitter)
     return max(float(MIN_INTERVAL), seconds * (1.0 + spread))
+
+
+def _job_identity(wire: dict[str, Any]) -> tuple[int, int] | None:
+    """``(job_id, attempt)`` of a job as sent, or ``None`` when it has no usable ones."""
+    job_id, attempt = wire.get("job_id"), wire.get("attempt")
+    if type(job_id) is int and type(attempt) is int and job_id > 0 and attempt > 0:
+        return job_id, attempt
+    return None
+
+
+def _result_key(job_id: int, attempt: int) -> str:
+    """What a spooled job result is known by: the server's idempotency key."""
+    return f"{job_id}:{attempt}"
 
 
 def _server_interval(value: object) -> int | None:

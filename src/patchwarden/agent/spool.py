@@ -15,7 +15,9 @@ is age order::
 
 The spool is bounded (``max_reports``, ``max_bytes``): when full, the oldest reports are
 dropped, each with a warning. An inventory is a complete snapshot, so a new one
-*supersedes* older undelivered inventories (``supersede=True``).
+*supersedes* older undelivered inventories (``supersede=True``). A job result is never
+superseded; its ``content_hash`` is ``<job_id>:<attempt>``, the key the server keeps
+results idempotent on, so delivering it twice is harmless.
 """
 
 from __future__ import annotations
@@ -113,20 +115,21 @@ class Spool:
         header = json.dumps(report.header(), sort_keys=True).encode("utf-8")
         write_atomic(self.path / name, MAGIC + header + b"\n" + body)
         if supersede:
-            for older in self.pending():
-                if older != name and older.endswith(f"-{kind}{SUFFIX}"):
+            for older in self.pending(kind):
+                if older != name:
                     log.info("spool: %s superseded by a newer %s report; dropped", older, kind)
                     self.remove(older)
         self._enforce_bounds()
         return report
 
-    def pending(self) -> list[str]:
-        """Names of the waiting reports, oldest first."""
+    def pending(self, kind: str | None = None) -> list[str]:
+        """Names of the waiting reports (of ``kind``, when given), oldest first."""
+        suffix = SUFFIX if kind is None else f"-{kind}{SUFFIX}"
         try:
             names = [
                 entry.name
                 for entry in os.scandir(self.path)
-                if entry.name.endswith(SUFFIX) and not entry.name.startswith(".")
+                if entry.name.endswith(suffix) and not entry.name.startswith(".")
             ]
         except FileNotFoundError:
             return []
@@ -151,9 +154,7 @@ class Spool:
 
     def holds(self, kind: str, content_hash: str) -> bool:
         """Whether a waiting report of ``kind`` carries ``content_hash``."""
-        for name in self.pending():
-            if not name.endswith(f"-{kind}{SUFFIX}"):
-                continue
+        for name in self.pending(kind):
             try:
                 with open(self.path / name, "rb") as handle:
                     handle.readline()

@@ -7,6 +7,8 @@ Layout (the directory is mode 0700, every file 0600)::
     <state_dir>/lock            flock()ed while a cycle runs (one agent at a time)
     <state_dir>/spool/          reports waiting for the server (see spool.py)
     <state_dir>/spool/rejected/ reports the server refused, with its message
+    <state_dir>/jobs/journal/   rollback journals and results of jobs (see journal.py)
+    <state_dir>/jobs/artifacts/ script package artifacts, by sha256
 
 Every file is replaced atomically (temporary file, fsync, rename), so a crash or a
 power cut leaves the old or the new version, never a torn one.
@@ -74,6 +76,7 @@ class AgentState:
     (it accepted the upload, or a check-in said no upload was needed);
     ``rejected_hash`` the last one the server refused, which is not uploaded again.
     ``revoked`` holds the server's message once it refused the credential.
+    ``last_job`` says which job ran last and how it ended.
     """
 
     server_url: str = ""
@@ -88,6 +91,8 @@ class AgentState:
     last_error: str = ""
     failures: int = 0
     next_checkin_seconds: int = 0
+    last_job: str = ""
+    last_job_at: str = ""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AgentState:
@@ -111,6 +116,7 @@ class StateDir:
         self.state_path = self.path / "state.json"
         self.lock_path = self.path / "lock"
         self.spool_path = self.path / "spool"
+        self.journal_path = self.path / "jobs" / "journal"
 
     def ensure(self) -> None:
         """Create the directory (0700), or tighten the mode of an existing one we own."""

@@ -416,11 +416,20 @@ def rollouts_approve(
     rollout_id: int,
     ring: int | None = typer.Option(None, "--ring", help="Approve this ring's gate."),
     comment: str = typer.Option("", "--comment"),
+    reject: bool = typer.Option(False, "--reject", help="Reject (cancels the rollout)."),
 ) -> int:
-    """Approve an emergency rollout or a ring's promotion (not your own rollout)."""
+    """Approve (or reject) an emergency rollout or a ring's promotion (not your own)."""
     with database() as db, db.session() as session:
-        deploy.approve_rollout(session, actor(), rollout_id, ring=ring, comment=comment, now=now())
-    stdout().print(f"approved rollout {rollout_id}" + (f" ring {ring}" if ring is not None else ""))
+        if reject:
+            deploy.reject_rollout(
+                session, actor(), rollout_id, ring=ring, comment=comment, now=now()
+            )
+        else:
+            deploy.approve_rollout(
+                session, actor(), rollout_id, ring=ring, comment=comment, now=now()
+            )
+    verb = "rejected" if reject else "approved"
+    stdout().print(f"{verb} rollout {rollout_id}" + (f" ring {ring}" if ring is not None else ""))
     return EXIT_OK
 
 

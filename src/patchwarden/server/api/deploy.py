@@ -364,6 +364,27 @@ def approve_rollout(
     return deploy.rollout_json(session, row)
 
 
+@router.post("/rollouts/{rollout_id}/reject")
+def reject_rollout(
+    rollout_id: int,
+    body: Decision,
+    request: Request,
+    who: Approver,
+    session: DbSession,
+    ring: Annotated[int | None, Query(ge=0)] = None,
+) -> dict[str, Any]:
+    """Reject an emergency rollout or a ring's gate: the rollout is cancelled."""
+    row = deploy.reject_rollout(
+        session,
+        who.actor(),
+        rollout_id,
+        ring=ring,
+        comment=body.comment,
+        now=context(request).now(),
+    )
+    return deploy.rollout_json(session, row)
+
+
 @router.post("/rollouts/{rollout_id}/{action}")
 def change_rollout(
     rollout_id: int,
@@ -396,7 +417,8 @@ def get_change_record(
     """The rollout's change record (``format=json`` or ``markdown``)."""
     record = change_record(session, deploy.get_rollout(session, rollout_id))
     if format == "markdown":
-        return PlainTextResponse(to_markdown(record), media_type="text/markdown")
+        # text/plain so browsers show it instead of downloading it; it is Markdown.
+        return PlainTextResponse(to_markdown(record), media_type="text/plain; charset=utf-8")
     return record
 
 

@@ -375,6 +375,8 @@ def revoke_exception(
     row = session.get(RiskExceptionRow, exception_id)
     if row is None:
         raise NotFound(f"no exception {exception_id}")
+    if row.status not in ("approved", "pending"):
+        raise Conflict(f"exception {exception_id} is {row.status}; nothing to revoke")
     before = exception_json(row)
     row.status = "revoked"
     row.decided_at = now
@@ -874,6 +876,49 @@ def approve_rollout(
         target_id=rollout_id,
         after={"ring": ring, "comment": comment},
     )
+    return row
+
+
+def reject_rollout(
+    session: Session,
+    actor: Actor,
+    rollout_id: int,
+    *,
+    ring: int | None,
+    comment: str = "",
+    now: datetime,
+) -> RolloutRow:
+    """Turn down an emergency rollout or a ring's gate: the rollout is cancelled
+    (unreleased jobs dropped, running ones finish) and the decision recorded."""
+    row = get_rollout(session, rollout_id, lock=True)
+    if ring is None and row.status != "pending_approval":
+        raise Conflict(f"rollout {rollout_id} is {row.status}; pass a ring to reject a gate")
+    if ring is not None and _ring(session, rollout_id, ring).status not in (
+        "pending",
+        "awaiting_approval",
+    ):
+        raise Conflict(f"ring {ring} is not waiting for an approval")
+    session.add(
+        ApprovalRow(
+            rollout_id=rollout_id,
+            ring_idx=ring,
+            approver=actor.name,
+            decision="rejected",
+            comment=comment,
+            at=now,
+        )
+    )
+    audit.record(
+        session,
+        actor,
+        "rollout.reject",
+        now=now,
+        target_type="rollout",
+        target_id=rollout_id,
+        after={"ring": ring, "comment": comment},
+    )
+    set_rollout_state(session, actor, rollout_id, "cancel", now=now)
+    row.halt_reason = f"rejected by {actor.name}" + (f": {comment}" if comment else "")
     return row
 
 
