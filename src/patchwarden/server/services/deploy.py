@@ -893,11 +893,10 @@ def reject_rollout(
     row = get_rollout(session, rollout_id, lock=True)
     if ring is None and row.status != "pending_approval":
         raise Conflict(f"rollout {rollout_id} is {row.status}; pass a ring to reject a gate")
-    if ring is not None and _ring(session, rollout_id, ring).status not in (
-        "pending",
-        "awaiting_approval",
-    ):
-        raise Conflict(f"ring {ring} is not waiting for an approval")
+    if ring is not None:
+        gate = _ring(session, rollout_id, ring)
+        if not gate.requires_approval or gate.status not in ("pending", "awaiting_approval"):
+            raise Conflict(f"ring {ring} is not waiting for an approval")
     session.add(
         ApprovalRow(
             rollout_id=rollout_id,
