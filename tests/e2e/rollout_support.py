@@ -20,7 +20,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -239,7 +239,7 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0) -> Any:
 
 
 def drive(
-    hosts: Iterable[SandboxHost], what: str, done: Callable[[], bool], rounds: int = 30
+    hosts: Sequence[SandboxHost], what: str, done: Callable[[], bool], rounds: int = 30
 ) -> list[CycleResult]:
     """Run agent cycles, host after host and round after round, until ``done()`` (checked
     after every cycle, so no host starts new work once it holds)."""

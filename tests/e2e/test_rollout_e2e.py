@@ -192,13 +192,13 @@ def scene(
             role="approver",
             now=clock.now,
         )
-        _row, olga_token = create_token(
+        olga_token = create_token(
             session, SETUP, olga, name="e2e", scopes=None, days=30, now=clock.now
-        )
-        _row, arne_token = create_token(
+        )[1]
+        arne_token = create_token(
             session, SETUP, arne, name="e2e", scopes=None, days=30, now=clock.now
-        )
-        _row, enrollment = agents.create_enrollment_token(
+        )[1]
+        _token_row, enrollment = agents.create_enrollment_token(
             session, SETUP, now=clock.now, max_uses=len(HOSTS)
         )
     hosts = {
@@ -425,16 +425,16 @@ def good_update_reaches_production_through_two_crashes(scene: Scene) -> int:
         assert row is not None
         actions = rules.decide(build_view(session, row), clock.now)
     assert not [a for a in actions if isinstance(a, rules.Release)], actions
-    drive(scene.all_hosts, "a few idle cycles", lambda: True)
+    assert [host.run_once().jobs for host in scene.all_hosts] == [()] * len(HOSTS)
     assert {status(scene, job_id) for job_id in production} == {"pending"}
 
     # Saturday 02:05 in Berlin: the window is open; concurrency 1 releases one job.
     clock.set(SATURDAY_NIGHT)
     first, second = production
     wait_for("the first production job", lambda: status(scene, first) == "ready")
-    prod_host = scene.host_of(scene.job_of(rollout_id, "deb-prod").asset_id)
-    assert scene.job_of(rollout_id, "deb-prod").id == first
     assert status(scene, second) == "pending"
+    prod_host = hosts["deb-prod"]
+    assert scene.job_of(rollout_id, "deb-prod").id == first
 
     # Crash 1: the job is released, nobody has claimed it yet.
     scene.server.kill()
@@ -572,14 +572,14 @@ def test_script_packages_come_from_the_server_checked_and_only_where_allowed(
             )
         )
         planned = {"deb-lab": "7.2.1", "deb-pilot": "7.2.2", "rpm-pilot": "7.2.1"}
-        for host, version in planned.items():
+        for name, version in planned.items():
             row = packages[version]
             wire = {"id": row.id, "name": row.name, "version": row.version, "sha256": row.sha256}
             session.add(
                 JobRow(
                     rollout_id=rollout.id,
                     ring_idx=0,
-                    asset_id=scene.asset_ids[host],
+                    asset_id=scene.asset_ids[name],
                     kind="install",
                     status="ready",
                     released_at=now,
@@ -592,8 +592,8 @@ def test_script_packages_come_from_the_server_checked_and_only_where_allowed(
                 )
             )
         rollout_id = rollout.id
-    for name in ("deb-lab", "deb-pilot"):  # allowed there; rpm-pilot keeps the default
-        host = scene.hosts[name]
+    for allowed in ("deb-lab", "deb-pilot"):  # rpm-pilot keeps the default: not allowed
+        host = scene.hosts[allowed]
         host.agent = Agent(host.config(scene.server.url).replace(allow_script_packages=True))
 
     drive(

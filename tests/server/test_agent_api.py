@@ -324,3 +324,19 @@ def test_resent_and_failed_reports_are_not_processed_twice(
         headers={**bearer(credential), "X-Patchwarden-Protocol": "7"},
     )
     assert wrong.status_code == 422
+
+
+def test_an_earlier_inventory_is_asked_for_again_after_a_rollback(
+    ctx: AppContext, app_client: TestClient
+) -> None:
+    credential = enroll(app_client, make_token(ctx))["credential"]
+    v1 = inventory("web-1", ("pw-hello", "1.0-1"))
+    v2 = inventory("web-1", ("pw-hello", "2.0-1"))
+    for inv in (v1, v2):
+        assert upload(app_client, credential, inv).status_code == 202  # type: ignore[attr-defined]
+    back = app_client.post(
+        "/api/agent/v1/checkin",
+        json={"inventory_hash": v1.content_hash()},
+        headers=bearer(credential),
+    ).json()
+    assert back["upload_inventory"] is True  # the host returned to v1: the server holds v2

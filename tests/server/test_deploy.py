@@ -493,3 +493,65 @@ def test_rejecting_a_gate_cancels_the_rollout(fleet: Fleet, ctx: AppContext) -> 
         record = change_record(session, deploy.get_rollout(session, rollout_id))
     assert record["approvals"][0]["decision"] == "rejected"
     assert record["outcome"]["halt_reason"] == "rejected by approver: not now"
+
+
+def test_rolling_back_one_ring_keeps_the_others_and_tracks_rollback_jobs(
+    fleet: Fleet, ctx: AppContext, clock: Clock
+) -> None:
+    rollout_id = fleet.rollout(
+        policy={
+            "max_attempts": 2,
+            "retry_backoff_minutes": 1,
+            "lease_minutes": 5,
+            "progress_deadline_minutes": 30,
+        }
+    )
+    ids = sorted(fleet.credentials)
+    for _ in range(4):  # lab completes
+        tick(ctx.db, now=ctx.now())
+        fleet.agent_cycle()
+    with ctx.db.session() as session:
+        deploy.approve_rollout(session, APPROVER, rollout_id, ring=1, now=ctx.now())
+    tick(ctx.db, now=ctx.now())
+    tick(ctx.db, now=ctx.now())
+    fleet.agent_cycle()  # two production hosts patched
+    with ctx.db.session() as session:
+        created = deploy.rollback_rollout(session, OPERATOR, rollout_id, ring=1, now=ctx.now())
+    assert created == 2
+    status = fleet.statuses(rollout_id)
+    assert status == {"rollout": "halted", "lab": "completed", "prod": "rolled_back"}
+    with ctx.db.session() as session:
+        rollback = session.scalars(select(JobRow).where(JobRow.kind == "rollback")).first()
+        assert rollback is not None
+        assert set(rollback.payload) <= {
+            "kind",
+            "rollback_of",
+            "backend",
+            "pre_hooks",
+            "checks",
+            "check_timeout",
+            "reboot",
+        }
+        leftover = session.scalar(
+            select(func.count())
+            .select_from(JobRow)
+            .where(JobRow.rollout_id == rollout_id, JobRow.status == "pending")
+        )
+    assert leftover == 0  # the production host never started is cancelled
+
+    # A rollback job whose agent dies is still tracked: its lease lapses and it retries.
+    owner = rollback.asset_id
+    credential = fleet.credentials[owner]
+    (claimed,) = fleet.client.get("/api/agent/v1/jobs", headers=bearer(credential)).json()["jobs"]
+    assert claimed["kind"] == "rollback"
+    fleet.client.post(
+        f"/api/agent/v1/jobs/{claimed['job_id']}/result",
+        json={"attempt": 1, "status": "failed", "result": {"error": "apt lock"}},
+        headers=bearer(credential),
+    )
+    clock.advance(minutes=2)
+    report = tick(ctx.db, now=ctx.now())
+    assert report.actions.get("Release") == 1
+    (retried,) = fleet.client.get("/api/agent/v1/jobs", headers=bearer(credential)).json()["jobs"]
+    assert retried["attempt"] == 2
+    del ids

@@ -113,8 +113,9 @@ class ServerClient:
         server sends with it (``X-Content-SHA256``).
 
         Only URLs on this server are fetched: the request carries the credential.
-        Raises ``BackendError`` for anything else, a body over ``max_bytes`` or a
-        digest mismatch, and the usual ``AgentError`` when the server fails.
+        Raises ``BackendError`` for a URL elsewhere, a missing header or a digest
+        mismatch, and the usual ``AgentError`` when the server fails or the body is
+        over ``max_bytes``.
         """
         prefix = self.base_url + "/"
         if not url.startswith(prefix):

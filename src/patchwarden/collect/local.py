@@ -267,9 +267,10 @@ def _rpm_base_argv(root: Path, live: bool) -> list[str]:
     for relative in RPM_DB_PATHS:
         if (root / relative).is_dir():
             return ["rpm", "--root", str(root), "--dbpath", "/" + relative]
-    raise InventoryError(
-        f"no rpm database ({' or '.join(RPM_DB_PATHS)}) under this root", source=str(root)
-    )
+    # Elsewhere (e.g. a dnf --installroot made on a host whose rpm keeps its database in
+    # ~/.rpmdb): let rpm use its own configured path inside the root; if there is no
+    # database, rpm's error becomes an InventoryError naming the root.
+    return ["rpm", "--root", str(root)]
 
 
 def _rpm_packages(root: Path, live: bool, ecosystem: str, timeout: float) -> ParsedPackages:

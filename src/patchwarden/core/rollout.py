@@ -305,21 +305,27 @@ def after_failure(
     return "failed", None
 
 
-def _deadlines(jobs: Iterable[JobView], view: RolloutView, now: datetime) -> list[Action]:
+def _deadlines(
+    jobs: Iterable[JobView],
+    *,
+    claim_deadline: timedelta,
+    progress_deadline: timedelta,
+    now: datetime,
+) -> list[Action]:
     actions: list[Action] = []
     for job in jobs:
         claimed = job.claimed_at
         if job.status in ("running", "ready") and claimed is not None:
             # The progress deadline runs from the attempt's first claim; a lapsed lease
             # does not restart it, so an agent that keeps dying still times out.
-            if now - claimed >= view.progress_deadline:
+            if now - claimed >= progress_deadline:
                 actions.append(TimeOut(job.job_id))
             elif job.status == "running" and job.lease_until is not None and job.lease_until <= now:
                 actions.append(ExpireLease(job.job_id))
         elif (
             job.status == "ready"
             and job.released_at is not None
-            and now - job.released_at >= view.claim_deadline
+            and now - job.released_at >= claim_deadline
         ):
             actions.append(MarkOffline(job.job_id))
     return actions
@@ -388,11 +394,37 @@ def validate_dependencies(dependencies: Iterable[tuple[int, int]]) -> None:
         visit(start, ())
 
 
+def decide_rollbacks(
+    jobs: Iterable[JobView],
+    *,
+    claim_deadline: timedelta,
+    progress_deadline: timedelta,
+    now: datetime,
+) -> list[Action]:
+    """Rollback jobs follow the same deadlines and retries as installs, but nothing
+    holds them back — no window, ring or budget: undoing damage must not wait."""
+    jobs = list(jobs)
+    actions = _deadlines(
+        jobs, claim_deadline=claim_deadline, progress_deadline=progress_deadline, now=now
+    )
+    actions.extend(
+        Release(job.job_id)
+        for job in jobs
+        if job.status == "retry_wait" and (job.not_before is None or job.not_before <= now)
+    )
+    return actions
+
+
 def decide(view: RolloutView, now: datetime) -> list[Action]:
     """What the orchestrator should do now for one rollout (see the module doc)."""
     if view.status not in ("running", "paused", "halted"):
         return []
-    actions: list[Action] = _deadlines(view.jobs, view, now)
+    actions: list[Action] = _deadlines(
+        view.jobs,
+        claim_deadline=view.claim_deadline,
+        progress_deadline=view.progress_deadline,
+        now=now,
+    )
     if view.status != "running":
         return actions  # paused or halted: in-flight work is still tracked, nothing new
 

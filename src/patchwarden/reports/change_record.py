@@ -52,7 +52,7 @@ def change_record(session: Session, rollout: RolloutRow) -> dict[str, Any]:
         .all()
     )
     installs = [j for j in jobs if j.kind == "install"]
-    advisories = sorted({a for j in installs for a in j.payload.get("advisories", [])})
+    advisories = sorted({a for j in installs for a in j.plan.get("advisories", [])})
     packages = sorted({p["name"] for j in installs for p in j.payload.get("packages", [])})
     approvals = list(
         session.scalars(
@@ -93,9 +93,7 @@ def change_record(session: Session, rollout: RolloutRow) -> dict[str, Any]:
             "baseline": baseline.name if baseline else None,
         },
         "risk": {
-            "risk_removed": round(
-                sum(float(j.payload.get("risk_removed", 0)) for j in installs), 1
-            ),
+            "risk_removed": round(sum(float(j.plan.get("risk_removed", 0)) for j in installs), 1),
             "advisories": len(advisories),
         },
         "plan": {

@@ -644,7 +644,10 @@ class JobRow(Base):
     kind: Mapped[str] = mapped_column(String(20), default="install")
     status: Mapped[str] = mapped_column(String(20), default="pending")
     attempt: Mapped[int] = mapped_column(Integer, default=0)
+    # What the agent receives (docs/agent-jobs.md) — nothing else goes in here.
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Why the job exists (advisories fixed, risk removed): for change records and pages.
+    plan: Mapped[dict[str, Any]] = mapped_column(default=dict)
     released_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

@@ -200,7 +200,7 @@ def job_heartbeat(
     until = deploy.heartbeat(
         session, agent.agent_asset(), job_id, body.attempt, now=context(request).now()
     )
-    return {"lease_until": until.isoformat()}
+    return {"protocol": agents.PROTOCOL_VERSION, "lease_until": until.isoformat()}
 
 
 @router.post("/jobs/{job_id}/result")
@@ -219,7 +219,12 @@ def job_result(
         detail=body.result,
         now=context(request).now(),
     )
-    return {"job_id": job.id, "status": job.status, "duplicate": duplicate}
+    return {
+        "protocol": agents.PROTOCOL_VERSION,
+        "job_id": job.id,
+        "status": job.status,
+        "duplicate": duplicate,
+    }
 
 
 @router.get("/script-packages/{package_id}/artifact")

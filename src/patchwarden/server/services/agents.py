@@ -384,10 +384,13 @@ def checkin(
             .order_by(AgentReportRow.id.desc())
             .limit(1)
         ).first()
-        if latest is None:
+        if latest is None or latest[0] == "processed":
+            # New, or an inventory the host had before (e.g. after a rollback): the
+            # stored one is out of date either way.
             upload = True
         elif latest[0] == "failed":
             inventory_error = latest[1] or "the server could not process this inventory"
+        # pending / processing: already on its way, no second upload
     interval = checkin_hint or config.checkin_interval
     if checkin_hint:
         session.execute(

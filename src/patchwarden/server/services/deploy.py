@@ -762,14 +762,12 @@ def create_rollout(
             "kind": "install",
             "backend": backend,
             "packages": _job_packages(chosen),
-            "advisories": sorted({v.advisory_id for v in chosen}),
             "bandwidth_kbps": merged_policy["bandwidth_kbps"],
             "pre_hooks": merged_policy["pre_hooks"],
             "checks": merged_policy["checks"],
             "check_timeout": merged_policy["check_timeout"],
             "reboot": merged_policy["reboot"],
             "rollback_on_failure": merged_policy["rollback_on_failure"],
-            "risk_removed": round(sum(v.risk_score for v in chosen), 1),
         }
         jobs.append(
             JobRow(
@@ -779,6 +777,10 @@ def create_rollout(
                 kind="install",
                 status="pending",
                 payload=payload,
+                plan={
+                    "advisories": sorted({v.advisory_id for v in chosen}),
+                    "risk_removed": round(sum(v.risk_score for v in chosen), 1),
+                },
             )
         )
         per_ring.setdefault(ring_index, []).append(asset_id)
@@ -994,56 +996,69 @@ def set_rollout_state(
     return row
 
 
+ROLLBACK_KEYS = ("backend", "pre_hooks", "checks", "check_timeout", "reboot")
+
+
 def rollback_rollout(
     session: Session, actor: Actor, rollout_id: int, *, ring: int | None, now: datetime
 ) -> int:
-    """Roll back a ring (or every started ring): hosts whose install succeeded get a
-    rollback job restoring their journaled versions. Returns how many jobs were made."""
+    """Roll back one ring (or every started ring): hosts whose install succeeded get a
+    rollback job restoring their journaled versions. The rollout stops (halted); once
+    every ring that ever started is rolled back, it is ``rolled_back`` and its
+    never-started jobs are cancelled. Returns how many rollback jobs were made."""
     row = get_rollout(session, rollout_id, lock=True)
-    rings = (
-        [ring]
-        if ring is not None
-        else [
-            r.idx
-            for r in session.scalars(
-                select(RolloutRingRow).where(RolloutRingRow.rollout_id == rollout_id)
-            )
-        ]
-    )
-    created = 0
-    for index in rings:
-        ring_row = _ring(session, rollout_id, index)
-        installs = list(
-            session.scalars(
-                select(JobRow).where(
-                    JobRow.rollout_id == rollout_id,
-                    JobRow.ring_idx == index,
-                    JobRow.kind == "install",
-                )
-            )
+    all_rings = list(
+        session.scalars(
+            select(RolloutRingRow)
+            .where(RolloutRingRow.rollout_id == rollout_id)
+            .order_by(RolloutRingRow.idx)
         )
-        for job in installs:
+    )
+    chosen = [r for r in all_rings if ring is None or r.idx == ring]
+    if ring is not None and not chosen:
+        raise NotFound(f"rollout {rollout_id} has no ring {ring}")
+    created = 0
+    for ring_row in chosen:
+        for job in session.scalars(
+            select(JobRow).where(
+                JobRow.rollout_id == rollout_id,
+                JobRow.ring_idx == ring_row.idx,
+                JobRow.kind == "install",
+            )
+        ):
             if job.status in ("pending", "ready", "retry_wait"):
                 job.status = "cancelled"
                 job.finished_at = now
             if job.status != "succeeded":
                 continue
+            payload = {k: job.payload[k] for k in ROLLBACK_KEYS if k in job.payload}
             session.add(
                 JobRow(
                     rollout_id=rollout_id,
-                    ring_idx=index,
+                    ring_idx=ring_row.idx,
                     asset_id=job.asset_id,
                     kind="rollback",
                     status="ready",
                     released_at=now,
-                    payload={**job.payload, "kind": "rollback", "rollback_of": job.id},
+                    payload={**payload, "kind": "rollback", "rollback_of": job.id},
+                    plan={"rollback_of": job.id},
                 )
             )
             created += 1
         ring_row.status = "rolled_back"
         ring_row.finished_at = now
-    row.status = "rolled_back"
-    row.finished_at = now
+    started = [r for r in all_rings if r.started_at is not None or r.status != "pending"]
+    if all(r.status == "rolled_back" for r in started):
+        row.status = "rolled_back"
+        row.finished_at = now
+        session.execute(
+            update(JobRow)
+            .where(JobRow.rollout_id == rollout_id, JobRow.status == "pending")
+            .values(status="cancelled", finished_at=now)
+        )
+    elif row.status in ("running", "paused"):
+        row.status = "halted"
+        row.halt_reason = row.halt_reason or f"ring rolled back by {actor.name}"
     session.flush()
     audit.record(
         session,
@@ -1052,7 +1067,7 @@ def rollback_rollout(
         now=now,
         target_type="rollout",
         target_id=rollout_id,
-        after={"rings": rings, "rollback_jobs": created},
+        after={"rings": [r.idx for r in chosen], "rollback_jobs": created, "status": row.status},
     )
     return created
 

@@ -316,22 +316,60 @@ def tick(database: Database, *, now: datetime) -> TickReport:
         report.expired_exceptions = expire_exceptions(session, now=now)
         report.emergency_rollout = open_emergency_rollouts(session, now=now)
         ids = list(session.scalars(select(RolloutRow.id).where(RolloutRow.status.in_(ACTIVE))))
+        ids += [
+            r
+            for r in session.scalars(
+                select(JobRow.rollout_id)
+                .where(JobRow.kind == "rollback", JobRow.status.in_(list(rules.IN_FLIGHT)))
+                .distinct()
+            )
+            if r not in ids
+        ]
     for rollout_id in ids:
         with database.session() as session:
             query = select(RolloutRow).where(RolloutRow.id == rollout_id)
             if not is_sqlite(database.engine):
                 query = query.with_for_update()
             rollout = session.scalars(query).one()
-            if rollout.status not in ACTIVE:
-                continue
-            view = build_view(session, rollout)
-            actions = rules.decide(view, now)
+            actions: list[rules.Action] = []
+            if rollout.status in ACTIVE:
+                actions += rules.decide(build_view(session, rollout), now)
+            actions += _rollback_actions(session, rollout, now)
             apply_actions(session, rollout, actions, now=now)
             report.rollouts += 1
             for action in actions:
                 name = type(action).__name__
                 report.actions[name] = report.actions.get(name, 0) + 1
     return report
+
+
+def _rollback_actions(session: Session, rollout: RolloutRow, now: datetime) -> list[rules.Action]:
+    policy = _rollout_policy(session, rollout.id)
+    jobs = session.scalars(
+        select(JobRow).where(
+            JobRow.rollout_id == rollout.id,
+            JobRow.kind == "rollback",
+            JobRow.status.in_(list(rules.IN_FLIGHT)),
+        )
+    )
+    return rules.decide_rollbacks(
+        (
+            rules.JobView(
+                job_id=j.id,
+                asset_id=j.asset_id,
+                ring=j.ring_idx,
+                status=j.status,  # type: ignore[arg-type]
+                released_at=j.released_at,
+                claimed_at=j.claimed_at,
+                lease_until=j.lease_until,
+                not_before=j.not_before,
+            )
+            for j in jobs
+        ),
+        claim_deadline=timedelta(minutes=int(policy["claim_deadline_minutes"])),
+        progress_deadline=timedelta(minutes=int(policy["progress_deadline_minutes"])),
+        now=now,
+    )
 
 
 def run_loop(
