@@ -115,7 +115,8 @@ def _initial_feeds(db: Database, cfg: Settings) -> str:
         return f"feed sync failed: {exc}"
     failed = [o for o in report.outcomes if o.status == "failed"]
     if failed:
-        return "feed sync failed: " + "; ".join(f"{o.feed}: {o.detail}" for o in failed[:3])
+        names = ", ".join(o.feed for o in failed)
+        return f"feed sync failed for {names} (first error: {failed[0].detail})"
     return f"feeds synced: {', '.join(o.feed for o in report.outcomes)}"
 
 
