@@ -39,6 +39,16 @@ class _Entry:
     interval: Interval
     note: str
 
+    def why_tail(self) -> str:
+        """The constant part of every ``why`` this entry produces."""
+        tail = f"is in {self.interval.describe()} of {self.advisory_id} for {self.ecosystem}"
+        return f"{tail} ({self.note})" if self.note else tail
+
+
+#: One advisory's best hit in a region: (advisory id, fixed version or None, fixed key,
+#: why tail). Precomputed per region, so a lookup only formats the ``why`` sentence.
+_Hit = tuple[str, str | None, Any, str]
+
 
 @dataclass(slots=True)
 class _Bucket:
@@ -49,7 +59,8 @@ class _Bucket:
     entries: list[_Entry] = field(default_factory=list)
     breakpoints: list[Any] | None = None
     spans: list[tuple[int, int]] = field(default_factory=list)
-    regions: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    fixed_keys: list[Any] = field(default_factory=list)
+    regions: dict[int, tuple[_Hit, ...]] = field(default_factory=dict)
 
     def _build(self) -> list[Any]:
         key = self.key
@@ -71,9 +82,11 @@ class _Bucket:
         points = sorted(bounds)
         n = len(points)
         spans: list[tuple[int, int]] = []
+        fixed_keys: list[Any] = []
         for item in keyed:
             if item is None:
                 spans.append((1, 0))  # empty span: never matches
+                fixed_keys.append(None)
                 continue
             lo, fx, la, lim = item
             first = 0 if lo is None else 2 * bisect_left(points, lo) + 1
@@ -85,11 +98,33 @@ class _Bucket:
             if lim is not None:
                 last = min(last, 2 * bisect_left(points, lim))
             spans.append((first, last))
+            fixed_keys.append(fx)
         self.spans = spans
+        self.fixed_keys = fixed_keys
         self.breakpoints = points
         return points
 
-    def lookup(self, version_key: Any) -> tuple[int, ...]:
+    def _region_hits(self, region: int) -> tuple[_Hit, ...]:
+        """Covering intervals reduced to one per advisory (the highest fix wins)."""
+        best: dict[str, int] = {}
+        fixed_keys = self.fixed_keys
+        for idx, (first, last) in enumerate(self.spans):
+            if first <= region <= last:
+                held = best.get(self.entries[idx].advisory_id)
+                if held is None or _better(fixed_keys[idx], fixed_keys[held]):
+                    best[self.entries[idx].advisory_id] = idx
+        return tuple(
+            (
+                advisory_id,
+                self.entries[idx].interval.fixed or None,
+                fixed_keys[idx],
+                self.entries[idx].why_tail(),
+            )
+            for advisory_id, idx in best.items()
+        )
+
+    def lookup(self, version_key: Any) -> tuple[_Hit, ...]:
+        """The advisories covering ``version_key`` (one best hit each), cached by region."""
         points = self.breakpoints
         if points is None:
             points = self._build()
@@ -97,10 +132,7 @@ class _Bucket:
         region = 2 * i + 1 if i < len(points) and points[i] == version_key else 2 * i
         hit = self.regions.get(region)
         if hit is None:
-            hit = tuple(
-                idx for idx, (first, last) in enumerate(self.spans) if first <= region <= last
-            )
-            self.regions[region] = hit
+            hit = self.regions[region] = self._region_hits(region)
         return hit
 
 
@@ -128,6 +160,7 @@ class AdvisoryIndex:
         self._listed: dict[tuple[str, str], _Listed] = {}
         self._intervals = 0
         self._versions = 0
+        self._plans: dict[str, tuple[str | None, bool]] = {}
         self.problems: list[str] = []
 
     # ------------------------------------------------------------------ building
@@ -176,6 +209,14 @@ class AdvisoryIndex:
 
     # ------------------------------------------------------------------ matching
 
+    def _probe(self, ecosystem: str) -> tuple[str | None, bool]:
+        """(base ecosystem to probe too, whether names need PEP 503 normalization)."""
+        plan = self._plans.get(ecosystem)
+        if plan is None:
+            base, release = ecosystems.split(ecosystem)
+            plan = self._plans[ecosystem] = (base if release else None, base == "PyPI")
+        return plan
+
     def match(self, ecosystem: str, name: str, version: str) -> tuple[Match, ...]:
         """Every advisory affecting ``name`` at ``version`` in host ``ecosystem``.
 
@@ -183,42 +224,50 @@ class AdvisoryIndex:
         intervals, the one with the highest fixed version wins (fixing that fixes all).
         Raises ``UnsupportedEcosystem`` for an ecosystem without an ordering.
         """
-        norm = ecosystems.normalize_name(ecosystem, name)
-        base, release = ecosystems.split(ecosystem)
-        probe = [(ecosystem, norm)]
-        if release:
-            probe.append((base, norm))
-        buckets: list[_Bucket] = []
-        listed: list[_Listed] = []
-        for index_key in probe:
-            found = self._buckets.get(index_key)
-            if found:
-                buckets.extend(found)
-            extra = self._listed.get(index_key)
-            if extra is not None:
-                listed.append(extra)
+        base, pypi = self._probe(ecosystem)
+        norm = ecosystems.normalize_name(ecosystem, name) if pypi else name
+        buckets = self._buckets.get((ecosystem, norm))
+        listed = [x for x in (self._listed.get((ecosystem, norm)),) if x is not None]
+        if base is not None:
+            more = self._buckets.get((base, norm))
+            if more:
+                buckets = [*buckets, *more] if buckets else more
+            base_listed = self._listed.get((base, norm))
+            if base_listed is not None:
+                listed.append(base_listed)
         if not buckets and not listed:
             if not ecosystems.is_supported(ecosystem):
                 ecosystems.info(ecosystem)  # raises: unsupported is an error, not a miss
             return _NO_MATCHES
-        best: dict[str, tuple[_Entry | None, Any]] = {}
-        for bucket in buckets:
+        prefix = f"{name} {version} "
+        if buckets is not None and len(buckets) == 1 and not listed:
+            # The common case: one ordering, hits already reduced per advisory.
+            bucket = buckets[0]
             try:
-                vkey = bucket.key(version)
+                hits = bucket.lookup(bucket.key(version))
             except ValidationFailed:
-                continue  # unparsable: only explicit version lists can match it
-            for idx in bucket.lookup(vkey):
-                entry = bucket.entries[idx]
-                fixed_key = bucket.key(entry.interval.fixed) if entry.interval.fixed else None
-                current = best.get(entry.advisory_id)
-                if current is None or _better(fixed_key, current[1]):
-                    best[entry.advisory_id] = (entry, fixed_key)
+                return _NO_MATCHES  # unparsable: only explicit version lists match it
+            return tuple(
+                Match(advisory_id, ecosystem, name, version, fixed, prefix + tail)
+                for advisory_id, fixed, _key, tail in hits
+            )
+        best: dict[str, _Hit] = {}
+        for bucket in buckets or ():
+            try:
+                hits = bucket.lookup(bucket.key(version))
+            except ValidationFailed:
+                continue
+            for hit in hits:
+                held = best.get(hit[0])
+                if held is None or _better(hit[2], held[2]):
+                    best[hit[0]] = hit
         for extra in listed:
             for advisory_id, _eco in extra.by_text.get(version, ()):
-                best.setdefault(advisory_id, (None, None))
+                tail = f"is listed as an affected version in {advisory_id}"
+                best.setdefault(advisory_id, (advisory_id, None, None, tail))
         return tuple(
-            _make_match(advisory_id, ecosystem, name, version, entry)
-            for advisory_id, (entry, _fixed) in best.items()
+            Match(advisory_id, ecosystem, name, version, fixed, prefix + tail)
+            for advisory_id, fixed, _key, tail in best.values()
         )
 
     def match_package(self, package: InstalledPackage) -> tuple[Match, ...]:
@@ -248,32 +297,6 @@ def _better(candidate: Any, current: Any) -> bool:
     if current is None:
         return True
     return bool(candidate > current)
-
-
-def _make_match(
-    advisory_id: str, ecosystem: str, name: str, version: str, entry: _Entry | None
-) -> Match:
-    if entry is None:
-        return Match(
-            advisory_id=advisory_id,
-            ecosystem=ecosystem,
-            name=name,
-            version=version,
-            fixed_version=None,
-            why=f"{name} {version} is listed as an affected version in {advisory_id}",
-        )
-    iv = entry.interval
-    why = f"{name} {version} is in {iv.describe()} of {advisory_id} for {entry.ecosystem}"
-    if entry.note:
-        why += f" ({entry.note})"
-    return Match(
-        advisory_id=advisory_id,
-        ecosystem=ecosystem,
-        name=name,
-        version=version,
-        fixed_version=iv.fixed or None,
-        why=why,
-    )
 
 
 def match_inventory(

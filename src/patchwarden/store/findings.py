@@ -28,7 +28,7 @@ from patchwarden.core.approval import ExceptionRule, covers
 from patchwarden.core.cvss import score_vector
 from patchwarden.core.errors import UnsupportedEcosystem, ValidationFailed
 from patchwarden.core.matching import AdvisoryIndex
-from patchwarden.core.model import AssetContext, CvssScore, InstalledPackage, RiskScore
+from patchwarden.core.model import AssetContext, CvssScore, InstalledPackage
 from patchwarden.store.advisories import load_index
 from patchwarden.store.bulk import chunks, insert_rows
 from patchwarden.store.intel import get_intel
@@ -295,47 +295,52 @@ def refresh_findings(
         FindingRow.priority,
         FindingRow.due_date,
     )
+    # Core reads on the session's connection: plain rows, no ORM bookkeeping.
+    connection = session.connection()
     desired: list[tuple[int, int, int]] = []
     existing: dict[tuple[int, int, int], tuple[Any, ...]] = {}
-    if asset_ids is None:
-        desired = [tuple(r) for r in session.execute(desired_query)]
-        existing = {(r[1], r[2], r[3]): tuple(r) for r in session.execute(existing_query)}
-    else:
-        for batch in chunks(sorted(contexts)):
-            desired.extend(
-                tuple(r)
-                for r in session.execute(desired_query.where(AssetPackage.asset_id.in_(batch)))
-            )
-            existing.update(
-                ((r[1], r[2], r[3]), tuple(r))
-                for r in session.execute(existing_query.where(FindingRow.asset_id.in_(batch)))
-            )
+    batches: list[list[int] | None] = (
+        [None] if asset_ids is None else list(chunks(sorted(contexts)))
+    )
+    for asset_batch in batches:
+        wanted = (
+            desired_query
+            if asset_batch is None
+            else desired_query.where(AssetPackage.asset_id.in_(asset_batch))
+        )
+        stored = (
+            existing_query
+            if asset_batch is None
+            else existing_query.where(FindingRow.asset_id.in_(asset_batch))
+        )
+        desired.extend(map(tuple, connection.execute(wanted)))
+        existing.update(((r[1], r[2], r[3]), tuple(r)) for r in connection.execute(stored))
 
     threats = threats_for(session, {adv for _, _, adv in desired})
     accepted = accepted_findings(session, desired, now=now)
-    scored: dict[tuple[int, AssetContext], RiskScore] = {}
+    assessed: dict[tuple[int, AssetContext, date], tuple[float, str, date]] = {}
     today = now.date()
 
     def assess(advisory_id: int, ctx: AssetContext, first_seen: date) -> tuple[float, str, date]:
-        key = (advisory_id, ctx)
-        result_score = scored.get(key)
-        threat = threats[advisory_id]
-        if result_score is None:
-            result_score = risk.score(threat, ctx)
-            scored[key] = result_score
-        due = risk.due_date(result_score.priority, first_seen, kev=threat.kev, policy=policy)
-        return result_score.score, result_score.priority, due
+        # Findings of one advisory on assets of one context first seen the same day
+        # share score, priority and due date: compute each combination once.
+        key = (advisory_id, ctx, first_seen)
+        found = assessed.get(key)
+        if found is None:
+            threat = threats[advisory_id]
+            scored = risk.score(threat, ctx)
+            due = risk.due_date(scored.priority, first_seen, kev=threat.kev, policy=policy)
+            found = assessed[key] = (scored.score, scored.priority, due)
+        return found
 
     new_rows: list[tuple[Any, ...]] = []
     changes: list[dict[str, Any]] = []
-    seen: set[tuple[int, int, int]] = set()
+    # (asset, package) and (package, advisory) are primary keys, so ``desired`` holds
+    # each (asset, package, advisory) once; whatever stays in ``existing`` vanished.
     for key in desired:
-        if key in seen:
-            continue
-        seen.add(key)
         asset_id, package_id, advisory_id = key
         ctx = contexts[asset_id]
-        old = existing.get(key)
+        old = existing.pop(key, None)
         wanted_state = "accepted" if key in accepted else "open"
         if old is None:
             score_value, priority, due = assess(advisory_id, ctx, today)
@@ -369,8 +374,8 @@ def refresh_findings(
         if change:
             changes.append({"row_id": row_id, **_full_change(old, change)})
 
-    for key, old in existing.items():
-        if key not in seen and old[4] != "fixed":
+    for old in existing.values():
+        if old[4] != "fixed":
             changes.append(
                 {"row_id": old[0], **_full_change(old, {"state": "fixed", "resolved_at": now})}
             )

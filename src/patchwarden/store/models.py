@@ -295,11 +295,11 @@ class FindingRow(Base):
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    asset_id: Mapped[int] = mapped_column(ForeignKey("asset.id", ondelete="CASCADE"))
-    package_id: Mapped[int] = mapped_column(ForeignKey("package.id", ondelete="CASCADE"))
-    advisory_id: Mapped[int] = mapped_column(
-        ForeignKey("advisory.id", ondelete="CASCADE"), index=True
-    )
+    # No foreign keys on purpose (migration 0006): findings are derived rows written in
+    # bulk; the store deletes them with their asset, packages and advisories stay.
+    asset_id: Mapped[int] = mapped_column(Integer)
+    package_id: Mapped[int] = mapped_column(Integer)
+    advisory_id: Mapped[int] = mapped_column(Integer, index=True)
     state: Mapped[str] = mapped_column(String(20), default="open")
     first_seen: Mapped[datetime] = mapped_column(UtcDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
