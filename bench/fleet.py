@@ -216,6 +216,7 @@ def main() -> None:
     report["machine"]["load_average_at_end"] = machine()["load_average_at_start"]
     _print_report(report)
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
         _log(f"figures written to {args.json}")
 
@@ -276,17 +277,18 @@ def _print_report(report: dict[str, Any]) -> None:
         "",
         "| measure | figure |",
         "|---|---|",
-        f"| index build (flatten + add) | {m['index_build_s']:.2f} s |",
+        f"| index build (flatten + add) | {m['index_build_median_s']:.2f} s |",
         f"| distinct lookup triples | {m['distinct_triples']:,} ({m['triples_with_matches']:,} "
         f"with matches) |",
-        f"| match, cold (fresh index, no key cache) | {m['cold_s']:.3f} s = "
+        f"| match, cold (fresh index, no key cache) | {m['cold_median_s']:.3f} s = "
         f"{m['cold_triples_per_s']:,.0f} triples/s |",
-        f"| match, warm | {m['warm_s']:.3f} s = {m['warm_triples_per_s']:,.0f} triples/s |",
+        f"| match, warm | {m['warm_median_s']:.3f} s = {m['warm_triples_per_s']:,.0f} triples/s |",
         f"| match per CPU second, cold / warm | {m['cold_triples_per_cpu_s']:,.0f} / "
         f"{m['warm_triples_per_cpu_s']:,.0f} triples/s |",
-        f"| match_package, warm, distinct packages | {m['packages_warm_s']:.3f} s = "
+        f"| match_package, warm, distinct packages | {m['packages_warm_median_s']:.3f} s = "
         f"{m['warm_packages_per_s']:,.0f} packages/s |",
-        f"| fan-out to hosts in memory | {m['fanout_s']:.2f} s, {m['findings']:,} findings |",
+        f"| fan-out to hosts in memory | {m['fanout_median_s']:.2f} s, "
+        f"{m['findings']:,} findings |",
         f"| findings per host | median {m['findings_per_host']['median']:.0f}, "
         f"p90 {m['findings_per_host']['p90']}, max {m['findings_per_host']['max']} |",
         f"| naive, per host | {n['per_host_s'] * 1000:.0f} ms ({n['sample_hosts']} hosts) |",

@@ -101,16 +101,16 @@ class MatcherResult:
         cold_cpu, warm_cpu = median(self.cold_cpu_s), median(self.warm_cpu_s)
         packages_warm = median(self.packages_warm_s)
         return {
-            "index_build_s": median(self.index_build_s),
-            "cold_s": cold,
-            "warm_s": warm,
+            "index_build_median_s": median(self.index_build_s),
+            "cold_median_s": cold,
+            "warm_median_s": warm,
             "cold_triples_per_s": self.distinct_triples / cold,
             "warm_triples_per_s": self.distinct_triples / warm,
             "cold_triples_per_cpu_s": self.distinct_triples / cold_cpu,
             "warm_triples_per_cpu_s": self.distinct_triples / warm_cpu,
-            "packages_warm_s": packages_warm,
+            "packages_warm_median_s": packages_warm,
             "warm_packages_per_s": self.distinct_packages / packages_warm,
-            "fanout_s": median(self.fanout_s),
+            "fanout_median_s": median(self.fanout_s),
             "fleet_in_memory_s": cold + packages_warm + median(self.fanout_s),
         }
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
@@ -60,6 +60,9 @@ DRIFT_STEPS = (-3, -2, -1, 1, 2)
 DRIFT_WEIGHTS = (1, 2, 4, 3, 1)
 
 Binary = tuple[str, str, str]  # (name, version, arch)
+# A generated advisory before it is written out: the group it names and the rung of its
+# fixed version relative to the group's base version (None: no fix yet).
+Draft = tuple["Group", int | None]
 
 
 # ----------------------------------------------------------------- version ladders
@@ -159,18 +162,21 @@ class Ladders:
         stepper = _dpkg_step if ecosystem.startswith("Debian") else _rpm_step
         key = versions.key_function(ecosystem)
         while len(rungs) <= wanted:
-            last = rungs[-1]
-            candidate = stepper(last, up)
-            try:
-                ordered = candidate is not None and (
-                    key(candidate) > key(last) if up else key(candidate) < key(last)
-                )
-            except ValidationFailed:
-                ordered = False
-            if not ordered:
+            candidate = stepper(rungs[-1], up)
+            if candidate is None or not _beyond(key, rungs[-1], candidate, up=up):
                 break
-            rungs.append(candidate)  # type: ignore[arg-type]  # ordered implies str
+            rungs.append(candidate)
         return rungs[min(wanted, len(rungs) - 1)]
+
+
+def _beyond(
+    key: Callable[[str], versions.VersionKey], last: str, candidate: str, *, up: bool
+) -> bool:
+    """Whether ``candidate`` sorts strictly above (``up``) or below ``last``."""
+    try:
+        return key(candidate) > key(last) if up else key(candidate) < key(last)
+    except ValidationFailed:
+        return False
 
 
 # ------------------------------------------------------------------ generated names
@@ -581,23 +587,16 @@ def _history_step(rng: random.Random) -> int:
     return -min(1 + int(rng.expovariate(1 / 6)), 40)
 
 
-@dataclass(slots=True)
-class _Drafts:
-    """Generated advisories as (group, step, status) before they are written out."""
-
-    items: list[tuple[Group, int | None]] = field(default_factory=list)
-
-
 def _draft(
     profile: Profile, count: int, open_count: int, config: AdvisoryConfig, rng: random.Random
-) -> _Drafts:
+) -> list[Draft]:
     """Pick name and fixed rung of ``count`` advisories for one profile.
 
     ``None`` as the step means "no fix yet" (only ever on never-installed names).
     """
-    drafts = _Drafts()
+    drafts: list[Draft] = []
     for group in rng.sample(profile.base, k=min(open_count, len(profile.base), count)):
-        drafts.items.append((group, rng.choice((1, 1, 2))))
+        drafts.append((group, rng.choice((1, 1, 2))))
     # Only some installed packages ever get advisories (a real Debian 12 host has
     # sources without a single CVE); history advisories go to those.
     installed = [*profile.base, *profile.extras]
@@ -607,15 +606,15 @@ def _draft(
     rng.shuffle(archive)
     inst_cum = _zipf_weights(len(installed), config.zipf)
     arch_cum = _zipf_weights(len(archive), config.zipf)
-    history = count - len(drafts.items)
+    history = count - len(drafts)
     for _ in range(history):
         if rng.random() < config.installed_share:
             group = rng.choices(installed, cum_weights=inst_cum)[0]
-            drafts.items.append((group, _history_step(rng)))
+            drafts.append((group, _history_step(rng)))
         else:
             group = rng.choices(archive, cum_weights=arch_cum)[0]
             step = None if rng.random() < 0.02 else _history_step(rng) + rng.randint(0, 3)
-            drafts.items.append((group, step))
+            drafts.append((group, step))
     return drafts
 
 
@@ -630,13 +629,13 @@ def _cves(rng: random.Random, serial: int) -> list[str]:
     ]
 
 
-def _dsa_text(drafts: _Drafts, ladders: Ladders, rng: random.Random, first: int) -> bytes:
+def _dsa_text(drafts: list[Draft], ladders: Ladders, rng: random.Random, first: int) -> bytes:
     """The drafts as a Debian DSA list (``data/DSA/list`` format)."""
     lines: list[str] = []
     day0 = datetime(2026, 6, 30, tzinfo=UTC)
-    for n, (group, step) in enumerate(drafts.items):
+    for n, (group, step) in enumerate(drafts):
         serial = first + n
-        when = day0 - timedelta(days=n * 4000 // max(1, len(drafts.items)))
+        when = day0 - timedelta(days=n * 4000 // max(1, len(drafts)))
         name, version = group.advisory_names[0]
         lines.append(
             f"[{when.day:02d} {_MONTHS[when.month - 1]} {when.year}] DSA-{serial}-1 {name}"
@@ -650,13 +649,13 @@ def _dsa_text(drafts: _Drafts, ladders: Ladders, rng: random.Random, first: int)
     return ("\n".join(lines) + "\n").encode()
 
 
-def _alsa_jsonl(drafts: _Drafts, ladders: Ladders, rng: random.Random, first: int) -> bytes:
+def _alsa_jsonl(drafts: list[Draft], ladders: Ladders, rng: random.Random, first: int) -> bytes:
     """The drafts as AlmaLinux OSV records, one JSON document per line."""
     out: list[bytes] = []
     day0 = datetime(2026, 6, 30, tzinfo=UTC)
-    for n, (group, step) in enumerate(drafts.items):
+    for n, (group, step) in enumerate(drafts):
         serial = first + n
-        when = day0 - timedelta(days=n * 1500 // max(1, len(drafts.items)))
+        when = day0 - timedelta(days=n * 1500 // max(1, len(drafts)))
         stamp = when.strftime("%Y-%m-%dT%H:%M:%SZ")
         cves = _cves(rng, serial)
         rating = rng.choice(_RATINGS)

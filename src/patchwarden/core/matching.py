@@ -137,10 +137,16 @@ class _Bucket:
 
 
 @dataclass(slots=True)
-class _Listed:
-    """Explicit ``versions`` entries of one (ecosystem, name)."""
+class _Name:
+    """Everything the index knows about one (ecosystem, name): interval buckets (one
+    per version ordering) and explicitly listed versions."""
 
-    by_text: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    buckets: list[_Bucket] = field(default_factory=list)
+    listed: dict[str, list[str]] = field(default_factory=dict)
+
+    def single(self) -> _Bucket | None:
+        """The one bucket when there is nothing else to merge (the fast path)."""
+        return self.buckets[0] if len(self.buckets) == 1 and not self.listed else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +162,7 @@ class AdvisoryIndex:
     """Advisories' affected intervals, indexed for fast lookup of installed versions."""
 
     def __init__(self) -> None:
-        self._buckets: dict[tuple[str, str], list[_Bucket]] = {}
-        self._listed: dict[tuple[str, str], _Listed] = {}
+        self._names: dict[tuple[str, str], _Name] = {}
         self._intervals = 0
         self._versions = 0
         self._plans: dict[str, tuple[str | None, bool]] = {}
@@ -172,15 +177,16 @@ class AdvisoryIndex:
         if not ecosystems.is_supported(ecosystem):
             self.problems.append(f"{advisory_id}: unsupported ecosystem {ecosystem!r} skipped")
             return
-        index_key = (ecosystem, ecosystems.normalize_name(ecosystem, name))
+        entry = self._names.setdefault(
+            (ecosystem, ecosystems.normalize_name(ecosystem, name)), _Name()
+        )
         key = ordering_for(ecosystem, interval.range_type)
-        buckets = self._buckets.setdefault(index_key, [])
-        for bucket in buckets:
+        for bucket in entry.buckets:
             if bucket.key is key:
                 break
         else:
             bucket = _Bucket(key, self.problems)
-            buckets.append(bucket)
+            entry.buckets.append(bucket)
         bucket.entries.append(_Entry(advisory_id, ecosystem, interval, note))
         bucket.breakpoints = None
         bucket.regions.clear()
@@ -190,29 +196,34 @@ class AdvisoryIndex:
         """Add one explicitly listed affected version."""
         if not ecosystems.is_supported(ecosystem):
             return
-        index_key = (ecosystem, ecosystems.normalize_name(ecosystem, name))
-        listed = self._listed.setdefault(index_key, _Listed())
-        listed.by_text.setdefault(version, []).append((advisory_id, ecosystem))
+        entry = self._names.setdefault(
+            (ecosystem, ecosystems.normalize_name(ecosystem, name)), _Name()
+        )
+        entry.listed.setdefault(version, []).append(advisory_id)
         self._versions += 1
 
     def stats(self) -> IndexStats:
         """How many names, intervals and listed versions the index holds."""
-        names = set(self._buckets) | set(self._listed)
-        return IndexStats(len(names), self._intervals, self._versions)
+        return IndexStats(len(self._names), self._intervals, self._versions)
 
     def has_name(self, ecosystem: str, name: str) -> bool:
         """Whether any advisory names this package in this ecosystem (or its base)."""
         norm = ecosystems.normalize_name(ecosystem, name)
         base, release = ecosystems.split(ecosystem)
         keys = [(ecosystem, norm)] + ([(base, norm)] if release else [])
-        return any(k in self._buckets or k in self._listed for k in keys)
+        return any(k in self._names for k in keys)
 
     # ------------------------------------------------------------------ matching
 
     def _probe(self, ecosystem: str) -> tuple[str | None, bool]:
-        """(base ecosystem to probe too, whether names need PEP 503 normalization)."""
+        """(base ecosystem to probe too, whether names need PEP 503 normalization).
+
+        Raises ``UnsupportedEcosystem`` for an ecosystem without an ordering: a host
+        package in such an ecosystem is an error to report, not a silent miss.
+        """
         plan = self._plans.get(ecosystem)
         if plan is None:
+            ecosystems.info(ecosystem)
             base, release = ecosystems.split(ecosystem)
             plan = self._plans[ecosystem] = (base if release else None, base == "PyPI")
         return plan
@@ -226,48 +237,50 @@ class AdvisoryIndex:
         """
         base, pypi = self._probe(ecosystem)
         norm = ecosystems.normalize_name(ecosystem, name) if pypi else name
-        buckets = self._buckets.get((ecosystem, norm))
-        listed = [x for x in (self._listed.get((ecosystem, norm)),) if x is not None]
-        if base is not None:
-            more = self._buckets.get((base, norm))
-            if more:
-                buckets = [*buckets, *more] if buckets else more
-            base_listed = self._listed.get((base, norm))
-            if base_listed is not None:
-                listed.append(base_listed)
-        if not buckets and not listed:
-            if not ecosystems.is_supported(ecosystem):
-                ecosystems.info(ecosystem)  # raises: unsupported is an error, not a miss
-            return _NO_MATCHES
+        names = self._names
+        entry = names.get((ecosystem, norm))
+        other = names.get((base, norm)) if base is not None else None
+        if entry is None:
+            if other is None:
+                return _NO_MATCHES
+            entry, other = other, None
         prefix = f"{name} {version} "
-        if buckets is not None and len(buckets) == 1 and not listed:
+        bucket = entry.single() if other is None else None
+        if bucket is not None:
             # The common case: one ordering, hits already reduced per advisory.
-            bucket = buckets[0]
             try:
                 hits = bucket.lookup(bucket.key(version))
             except ValidationFailed:
                 return _NO_MATCHES  # unparsable: only explicit version lists match it
+            if not hits:
+                return _NO_MATCHES
             return tuple(
-                Match(advisory_id, ecosystem, name, version, fixed, prefix + tail)
-                for advisory_id, fixed, _key, tail in hits
+                [
+                    Match(advisory_id, ecosystem, name, version, fixed, prefix + tail)
+                    for advisory_id, fixed, _key, tail in hits
+                ]
             )
         best: dict[str, _Hit] = {}
-        for bucket in buckets or ():
-            try:
-                hits = bucket.lookup(bucket.key(version))
-            except ValidationFailed:
+        for source in (entry, other):
+            if source is None:
                 continue
-            for hit in hits:
-                held = best.get(hit[0])
-                if held is None or _better(hit[2], held[2]):
-                    best[hit[0]] = hit
-        for extra in listed:
-            for advisory_id, _eco in extra.by_text.get(version, ()):
+            for each in source.buckets:
+                try:
+                    hits = each.lookup(each.key(version))
+                except ValidationFailed:
+                    continue
+                for hit in hits:
+                    held = best.get(hit[0])
+                    if held is None or _better(hit[2], held[2]):
+                        best[hit[0]] = hit
+            for advisory_id in source.listed.get(version, ()):
                 tail = f"is listed as an affected version in {advisory_id}"
                 best.setdefault(advisory_id, (advisory_id, None, None, tail))
         return tuple(
-            Match(advisory_id, ecosystem, name, version, fixed, prefix + tail)
-            for advisory_id, fixed, _key, tail in best.values()
+            [
+                Match(advisory_id, ecosystem, name, version, fixed, prefix + tail)
+                for advisory_id, fixed, _key, tail in best.values()
+            ]
         )
 
     def match_package(self, package: InstalledPackage) -> tuple[Match, ...]:
