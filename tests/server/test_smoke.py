@@ -27,3 +27,17 @@ def test_admin_reads_the_fleet(admin: SignedIn) -> None:
         "open_findings": {"P1": 0, "P2": 0, "P3": 0, "P4": 0},
         "overdue": 0,
     }
+
+
+def test_the_api_schema_is_documented_and_authenticated(
+    app_client: TestClient, admin: SignedIn
+) -> None:
+    assert app_client.get("/api/openapi.json").status_code == 401
+    assert app_client.get("/openapi.json").status_code == 404  # no open default
+    schema = admin.client.get("/api/openapi.json").json()
+    assert schema["openapi"].startswith("3.")
+    assert "/api/v1/assets" in schema["paths"]
+    assert "/api/v1/rollouts/{rollout_id}/approve" in schema["paths"]
+    page = admin.client.get("/api/docs")
+    assert page.status_code == 200
+    assert "/api/openapi.json" in page.text

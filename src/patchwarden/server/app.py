@@ -8,11 +8,12 @@ import logging
 import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
@@ -32,7 +33,7 @@ from patchwarden.core.errors import (
     ValidationFailed,
 )
 from patchwarden.server.api import agent, assets, audit, deploy, groups, identity
-from patchwarden.server.auth import Public
+from patchwarden.server.auth import Permission, Principal, Public
 from patchwarden.server.context import AppContext
 from patchwarden.server.services.agents import process_pending
 from patchwarden.server.services.orchestrator import run_loop
@@ -53,6 +54,33 @@ _STATUS: tuple[tuple[type[PatchwardenError], int], ...] = (
     (BackendError, 502),
     (ConfigError, 500),
 )
+
+
+# A minimal, self-contained API reference page: it lists the operations from the schema
+# without loading anything from other sites (the machine may have no internet access).
+_DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>patchwarden API</title>
+<link rel="stylesheet" href="/static/style.css"></head>
+<body><main><h1>patchwarden API</h1>
+<p>The machine-readable schema: <a href="/api/openapi.json">/api/openapi.json</a>
+(OpenAPI 3). Authenticate with <code>Authorization: Bearer pwt_…</code>
+(<code>patchwarden tokens create</code>) or a browser session.</p>
+<table id="ops"><thead><tr><th>Method</th><th>Path</th><th>Summary</th></tr></thead>
+<tbody></tbody></table></main>
+<script>
+fetch("/api/openapi.json").then(r => r.json()).then(spec => {
+  const body = document.querySelector("#ops tbody");
+  for (const [path, ops] of Object.entries(spec.paths)) {
+    for (const [method, op] of Object.entries(ops)) {
+      const row = body.insertRow();
+      row.insertCell().textContent = method.toUpperCase();
+      row.insertCell().textContent = path;
+      row.insertCell().textContent = op.summary || "";
+    }
+  }
+});
+</script></body></html>
+"""
 
 
 def status_for(exc: PatchwardenError) -> int:
@@ -120,8 +148,23 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
         version=__version__,
         description="Patch management API: fleet, findings, groups, identity, audit, agents.",
         lifespan=lifespan,
+        # The schema and its viewer are served below behind authentication like every
+        # other route, not by FastAPI's open defaults.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.ctx = ctx
+
+    @app.get("/api/openapi.json", include_in_schema=False)
+    def openapi_schema(_who: Annotated[Principal, Depends(Permission("read"))]) -> dict[str, Any]:
+        """The OpenAPI document of this API."""
+        return app.openapi()
+
+    @app.get("/api/docs", include_in_schema=False)
+    def openapi_viewer(_who: Annotated[Principal, Depends(Permission("read"))]) -> Response:
+        """Swagger UI over the schema (scripts and styles come from this server only)."""
+        return HTMLResponse(_DOCS_PAGE)
 
     @app.exception_handler(PatchwardenError)
     async def _handle(request: Request, exc: PatchwardenError) -> Response:
