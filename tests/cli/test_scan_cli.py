@@ -166,3 +166,58 @@ def test_feeds_status_json(cli_env: Path, capsys: pytest.CaptureFixture[str]) ->
     assert feed["age_seconds"] is not None
     code, out, _ = cli(capsys, "feeds", "status")
     assert "epss" in out
+
+
+def test_scan_this_host_with_a_local_advisory_file(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No --inventory: the local collector reads this machine (a Debian host in CI)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("dpkg-query") is None:
+        pytest.skip("this host has no dpkg: the local scan test needs a Debian/Ubuntu host")
+    version = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Version}", "bash"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    release = Path("/etc/os-release").read_text()
+    if "ID=debian" not in release:
+        pytest.skip("the advisory below is written for Debian hosts")
+    version_id = next(
+        line.split("=", 1)[1].strip('"')
+        for line in release.splitlines()
+        if line.startswith("VERSION_ID=")
+    )
+    advisory = cli_env / "local.json"
+    advisory.write_text(
+        json.dumps(
+            {
+                "id": "TEST-LOCAL-1",
+                "modified": "2026-01-01T00:00:00Z",
+                "summary": "a test advisory for this host's bash",
+                "affected": [
+                    {
+                        "package": {"ecosystem": f"Debian:{version_id}", "name": "bash"},
+                        "ranges": [
+                            {
+                                "type": "ECOSYSTEM",
+                                "events": [{"introduced": "0"}, {"fixed": f"{version}+test1"}],
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    assert cli(capsys, "feeds", "import", str(advisory))[0] == 0
+    code, out, _ = cli(capsys, "scan", "--format", "json", "--hostname", "this-host")
+    assert code == 0
+    report = json.loads(out)
+    assert report["host"]["ecosystem"] == f"Debian:{version_id}"
+    assert report["host"]["packages"] > 100
+    (finding,) = [f for f in report["findings"] if f["advisory_id"] == "TEST-LOCAL-1"]
+    assert finding["installed_version"] == version
+    assert finding["fixed_version"] == f"{version}+test1"
