@@ -106,7 +106,7 @@ def collect_local(
     elif family == "rpm":
         parsed = _rpm_packages(root, live, ecosystem, timeout)
         if live:
-            kernels = _rpm_kernels(_rpm_base_argv(root, live), timeout)
+            kernels = _rpm_kernels(_rpm_base_argv(root, live, timeout), timeout)
             reboot_required = kernel_reboot_required(kernel, kernels)
     elif family == "alpine":
         parsed = _apk_packages(root, ecosystem)
@@ -261,20 +261,28 @@ def _dpkg_packages(root: Path, live: bool, ecosystem: str, timeout: float) -> Pa
     return ParsedPackages(tuple(packages), tuple(problems))
 
 
-def _rpm_base_argv(root: Path, live: bool) -> list[str]:
+def _rpm_base_argv(root: Path, live: bool, timeout: float = DEFAULT_TIMEOUT) -> list[str]:
     if live:
         return ["rpm"]
-    for relative in RPM_DB_PATHS:
+    # The distribution's own locations first, then this host's rpm default (e.g. a dnf
+    # --installroot made on Debian, whose rpm keeps its database in ~/.rpmdb). The
+    # directory must exist: rpm would silently create an empty database in the tree.
+    candidates = list(RPM_DB_PATHS)
+    configured = run_tool(["rpm", "--eval", "%_dbpath"], timeout).strip().lstrip("/")
+    if configured and configured not in candidates:
+        candidates.append(configured)
+    for relative in candidates:
         if (root / relative).is_dir():
             return ["rpm", "--root", str(root), "--dbpath", "/" + relative]
-    # Elsewhere (e.g. a dnf --installroot made on a host whose rpm keeps its database in
-    # ~/.rpmdb): let rpm use its own configured path inside the root; if there is no
-    # database, rpm's error becomes an InventoryError naming the root.
-    return ["rpm", "--root", str(root)]
+    raise InventoryError(
+        f"no rpm database under {root} (looked in {', '.join(candidates)})",
+        source=str(root),
+        hint="point --root at an installed rpm-based tree, or collect on the host itself",
+    )
 
 
 def _rpm_packages(root: Path, live: bool, ecosystem: str, timeout: float) -> ParsedPackages:
-    output = run_tool([*_rpm_base_argv(root, live), "-qa", "--qf", RPM_QF_FORMAT], timeout)
+    output = run_tool([*_rpm_base_argv(root, live, timeout), "-qa", "--qf", RPM_QF_FORMAT], timeout)
     return parse_rpm_qf(output, ecosystem=ecosystem, source="rpm -qa")
 
 
