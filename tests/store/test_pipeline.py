@@ -3,6 +3,7 @@ PostgreSQL (the ``db`` fixture runs every test on both)."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
@@ -26,7 +27,13 @@ from patchwarden.store.db import Database
 from patchwarden.store.findings import refresh_findings
 from patchwarden.store.intel import get_intel, replace_epss, replace_kev, upsert_cvss
 from patchwarden.store.inventory import record_inventory
-from patchwarden.store.models import AffectedRangeRow, FindingRow, PackageVuln
+from patchwarden.store.models import (
+    AffectedRangeRow,
+    AssetPackage,
+    FindingRow,
+    PackageRow,
+    PackageVuln,
+)
 
 T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 DEBIAN = OsInfo(id="debian", version_id="12", ecosystem="Debian:12", family="debian")
@@ -300,3 +307,63 @@ def test_schema_matches_the_models(db: Database) -> None:
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
+
+
+def test_two_transactions_recording_the_same_new_package_both_succeed(db: Database) -> None:
+    # Two hosts upload the same update at once: the second insert of the package row
+    # waits for the first transaction, then reuses its row instead of failing.
+    shared = pkg("openssl", "3.0.15-1")
+    first = db.session()
+    first_session = first.__enter__()
+    record_inventory(first_session, inventory(shared, host="web-1"), now=T0)
+    outcome: dict[str, object] = {}
+
+    def second() -> None:
+        try:
+            with db.session() as s:
+                outcome["ids"] = record_inventory(s, inventory(shared, host="web-2"), now=T0)
+        except Exception as exc:  # the assertion below reports it
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=second)
+    worker.start()
+    worker.join(timeout=1.0)  # it is now blocked on the first transaction
+    first.__exit__(None, None, None)  # commit
+    worker.join(timeout=60)
+    assert not worker.is_alive()
+    assert "error" not in outcome, outcome.get("error")
+    with db.session() as s:
+        package_rows = s.scalars(select(func.count()).select_from(PackageRow)).one()
+        holders = s.scalars(select(func.count()).select_from(AssetPackage)).one()
+    assert package_rows == 1
+    assert holders == 2
+
+
+def test_two_transactions_matching_the_same_package_write_its_matches_once(db: Database) -> None:
+    shared = pkg("openssl", "3.0.9-1")
+    with db.session() as s:
+        import_advisories(s, [dsa("DSA-1-1", "openssl", "3.0.11-1", cve="CVE-2023-1")])
+        web1, _ = record_inventory(s, inventory(shared, host="web-1"), now=T0)
+        web2, _ = record_inventory(s, inventory(shared, host="web-2"), now=T0)
+    first = db.session()
+    refresh_findings(first.__enter__(), now=T0, asset_ids=[web1])
+    outcome: dict[str, object] = {}
+
+    def second() -> None:
+        try:
+            with db.session() as s:
+                outcome["result"] = refresh_findings(s, now=T0, asset_ids=[web2])
+        except Exception as exc:  # the assertion below reports it
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=second)
+    worker.start()
+    worker.join(timeout=1.0)  # on PostgreSQL: waiting for the first transaction's row lock
+    first.__exit__(None, None, None)  # commit
+    worker.join(timeout=60)
+    assert not worker.is_alive()
+    assert "error" not in outcome, outcome.get("error")
+    with db.session() as s:
+        matches = s.scalars(select(func.count()).select_from(PackageVuln)).one()
+    assert matches == 1
+    assert set(open_findings(db, web1)) == set(open_findings(db, web2)) == {"DSA-1-1/openssl/1"}

@@ -94,6 +94,22 @@ def match_pending(
         pending = list(dict(pending).items())
     if not pending:
         return 0, 0, []
+    # Claim the rows before matching: a concurrent transaction matching the same package
+    # (two hosts' reports processed at once) holds its row lock until it commits, after
+    # which the row is no longer unmatched and this one skips it.
+    claimed: set[int] = set()
+    for batch in chunks([pid for pid, _ in pending], 5000):
+        claimed.update(
+            session.scalars(
+                update(PackageRow)
+                .where(PackageRow.id.in_(batch), PackageRow.matched_at.is_(None))
+                .values(matched_at=now)
+                .returning(PackageRow.id)
+            )
+        )
+    pending = [(pid, package) for pid, package in pending if pid in claimed]
+    if not pending:
+        return 0, 0, []
 
     if index is None:
         names = {p.name for _, p in pending} | {p.source_name for _, p in pending}
@@ -133,9 +149,6 @@ def match_pending(
             for pid, m in found
         ),
     )
-    ids = [pid for pid, _ in pending]
-    for batch in chunks(ids, 5000):
-        session.execute(update(PackageRow).where(PackageRow.id.in_(batch)).values(matched_at=now))
     problems.extend(index.problems[:20])
     return len(pending), len(memo), problems
 

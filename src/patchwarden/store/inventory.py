@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from patchwarden.core.errors import NotFound
@@ -36,48 +38,52 @@ class PackageIds:
     again, so the cost is one query per batch of new names.
     """
 
+    _NAMES = ("ecosystem", "name", "version", "arch", "source_name", "source_version")
+    _COLUMNS = tuple(getattr(PackageRow, name) for name in _NAMES)
+
     def __init__(self) -> None:
         self._ids: dict[PackageIdentity, int] = {}
+
+    def _load(self, session: Session, names: set[str]) -> None:
+        for batch in chunks(sorted(names)):
+            for row in session.execute(
+                select(PackageRow.id, *self._COLUMNS).where(PackageRow.name.in_(batch))
+            ):
+                self._ids[tuple(row[1:])] = row[0]
 
     def ensure(self, session: Session, packages: Iterable[InstalledPackage]) -> list[int]:
         """Row ids for ``packages`` (in order), creating the missing rows."""
         wanted = [identity(p) for p in packages]
         missing = {key for key in wanted if key not in self._ids}
         if missing:
-            names = sorted({key[1] for key in missing})
-            for batch in chunks(names):
-                for row in session.execute(
-                    select(
-                        PackageRow.id,
-                        PackageRow.ecosystem,
-                        PackageRow.name,
-                        PackageRow.version,
-                        PackageRow.arch,
-                        PackageRow.source_name,
-                        PackageRow.source_version,
-                    ).where(PackageRow.name.in_(batch))
-                ):
-                    self._ids[tuple(row[1:])] = row[0]
+            self._load(session, {key[1] for key in missing})
             still = sorted(key for key in missing if key not in self._ids)
-            columns = ("ecosystem", "name", "version", "arch", "source_name", "source_version")
-            for key_batch in chunks(still, 500):
-                rows = session.execute(
-                    table_of(PackageRow)
-                    .insert()
-                    .returning(
-                        PackageRow.id,
-                        PackageRow.ecosystem,
-                        PackageRow.name,
-                        PackageRow.version,
-                        PackageRow.arch,
-                        PackageRow.source_name,
-                        PackageRow.source_version,
-                    ),
-                    [dict(zip(columns, key, strict=True)) for key in key_batch],
-                )
-                for row in rows:
-                    self._ids[tuple(row[1:])] = row[0]
+            if still:
+                # Another transaction may insert the same package meanwhile (two hosts
+                # uploading the same update): skip those rows, then read their ids.
+                statement = _insert_ignoring_conflicts(session)
+                for key_batch in chunks(still, 500):
+                    rows = session.execute(
+                        statement.returning(PackageRow.id, *self._COLUMNS),
+                        [dict(zip(self._NAMES, key, strict=True)) for key in key_batch],
+                    )
+                    for row in rows:
+                        self._ids[tuple(row[1:])] = row[0]
+                self._load(session, {key[1] for key in still if key not in self._ids})
+        lost = [key for key in missing if key not in self._ids]
+        if lost:
+            raise RuntimeError(f"package rows vanished while recording an inventory: {lost[:3]}")
         return [self._ids[key] for key in wanted]
+
+
+def _insert_ignoring_conflicts(session: Session) -> Any:
+    """``INSERT … ON CONFLICT DO NOTHING`` into package, in the session's dialect."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql_insert(PackageRow).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite_insert(PackageRow).on_conflict_do_nothing()
+    return table_of(PackageRow).insert()
 
 
 def find_asset(session: Session, *, hostname: str) -> AssetRow | None:
