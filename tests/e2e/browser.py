@@ -107,7 +107,9 @@ class Element:
             try:
                 old_root.attribute("lang")
             except WebDriverError as exc:
-                if "stale element" in str(exc):
+                # Chromium says "stale element", or (mid-navigation, some versions) that
+                # the node no longer belongs to the document: either way the page went.
+                if any(sign in str(exc) for sign in _GONE):
                     return
                 raise
             time.sleep(0.02)
@@ -127,6 +129,9 @@ class Element:
         """Every descendant matching ``css``."""
         found = self._call("POST", "/elements", {"using": "css selector", "value": css})
         return [Element(self.browser, item[ELEMENT_KEY]) for item in found]
+
+
+_GONE = ("stale element", "does not belong to the document")
 
 
 class Browser:

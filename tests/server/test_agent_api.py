@@ -15,7 +15,7 @@ from patchwarden.core.model import InstalledPackage, Inventory, OsInfo
 from patchwarden.server.context import AppContext
 from patchwarden.server.services import agents
 from patchwarden.store.audit import Actor
-from patchwarden.store.models import AgentReportRow, AssetPackage, AssetRow
+from patchwarden.store.models import AgentCredentialRow, AgentReportRow, AssetPackage, AssetRow
 from tests.server.conftest import Clock, bearer
 
 DEBIAN = OsInfo(id="debian", version_id="12", ecosystem="Debian:12", family="debian")
@@ -340,3 +340,58 @@ def test_an_earlier_inventory_is_asked_for_again_after_a_rollback(
         headers=bearer(credential),
     ).json()
     assert back["upload_inventory"] is True  # the host returned to v1: the server holds v2
+
+
+def test_checkin_records_liveness_takes_the_hint_once_and_refuses_bad_calls(
+    ctx: AppContext, app_client: TestClient
+) -> None:
+    # The check-in is one statement on PostgreSQL and separate ones on SQLite: both must
+    # give the same answers and leave the same rows.
+    enrolled = enroll(app_client, make_token(ctx))
+    credential, asset_id = enrolled["credential"], enrolled["asset_id"]
+
+    def checkin(**body: object) -> dict:
+        response = app_client.post(
+            "/api/agent/v1/checkin", json={"protocol": 1, **body}, headers=bearer(credential)
+        )
+        return {"status": response.status_code, **response.json()}
+
+    assert checkin(reboot_required=True, uptime_seconds=50, agent_version="9.9")["status"] == 200
+    # Omitted facts keep their stored values; an empty version does not erase the known one.
+    assert checkin()["next_checkin_seconds"] == 300
+    with ctx.db.session() as session:
+        asset = session.get(AssetRow, asset_id)
+        assert asset is not None
+        assert (asset.reboot_required, asset.uptime_seconds) == (True, 50)
+        assert asset.last_seen == ctx.now()
+        credential_row = session.scalars(
+            select(AgentCredentialRow).where(AgentCredentialRow.asset_id == asset_id)
+        ).one()
+        assert credential_row.agent_version == "9.9"
+        assert credential_row.last_seen == ctx.now()
+
+    # An operator asks for a quick check-in: the next answer carries it, once.
+    with ctx.db.session() as session:
+        agents.request_checkin(session, Actor("t", "system"), asset_id, 20, now=ctx.now())
+    assert checkin()["next_checkin_seconds"] == 20
+    assert checkin()["next_checkin_seconds"] == 300
+
+    # A malformed body is refused before anything is recorded.
+    before = ctx.now()
+    ctx.clock.advance(minutes=5)  # type: ignore[attr-defined]
+    assert checkin(uptime_seconds=-1)["status"] == 422
+    with ctx.db.session() as session:
+        asset = session.get(AssetRow, asset_id)
+        assert asset is not None
+        assert asset.last_seen == before
+
+    # Wrong secret, wrong prefix, no header: 401 with a reason; nothing else is touched.
+    row_id = credential.split("_")[1]
+    for headers in (bearer(f"pwa_{row_id}_{'x' * 43}"), bearer("pwt_1_abc"), {}):
+        refused = app_client.post("/api/agent/v1/checkin", json={"protocol": 1}, headers=headers)
+        assert refused.status_code == 401
+        assert refused.json()["error"]
+    # A newer protocol is refused with what this server speaks.
+    newer = checkin(protocol=2)
+    assert newer["status"] == 422
+    assert "this server speaks 1" in newer["error"]

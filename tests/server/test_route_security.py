@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from patchwarden.server.app import create_app
-from patchwarden.server.auth import AgentAuth, Permission, Public
+from patchwarden.server.auth import AgentAccess, Permission, Public
 from patchwarden.server.context import AppContext
 from patchwarden.server.security import ROLE_PERMISSIONS
 from patchwarden.server.services import agents, identity
@@ -39,7 +39,7 @@ def _access(route: APIRoute) -> list[tuple[str, str]]:
         call = dep.call
         if isinstance(call, Permission):
             found.append(("permission", call.permission))
-        elif isinstance(call, AgentAuth):
+        elif isinstance(call, AgentAccess):
             found.append(("agent", ""))
         elif isinstance(call, Public):
             found.append(("public", call.reason))

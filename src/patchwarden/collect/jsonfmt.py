@@ -186,12 +186,15 @@ class _Reader:
         token: bool = False,
         limit: int = MAX_TEXT,
     ) -> str:
+        value: object = holder.get(key)
+        # The common case first: a well-formed string (empty only where allowed).
+        if type(value) is str and (value or not required) and _well_formed(value, token, limit):
+            return value
         where = f"{path}.{key}" if path != "$" else key
         if key not in holder:
             if required:
                 self.error(where, "missing")
             return ""
-        value: object = holder[key]
         if not isinstance(value, str):
             self.error(where, f"expected a string, got {_kind(value)}")
             return ""
@@ -325,6 +328,14 @@ class _Reader:
             first_index[package] = index
             packages.append(package)
         return tuple(packages)
+
+
+def _well_formed(value: str, token: bool, limit: int) -> bool:
+    if not value:
+        return True
+    if len(value) > limit:
+        return False
+    return is_token(value) if token else not has_control(value)
 
 
 def _kind(value: object) -> str:

@@ -11,6 +11,7 @@ stays Python 3.9 compatible.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timezone
@@ -160,9 +161,20 @@ def is_token(value: str) -> bool:
     ecosystem; the JSON format enforces the same rule, so whatever a parser keeps
     also survives a round-trip through JSON.
     """
-    return bool(value) and not any(ch.isspace() or ch < " " or ch == "\x7f" for ch in value)
+    return bool(value) and _NOT_TOKEN.search(value) is None and not _has_odd_space(value)
 
 
 def has_control(value: str) -> bool:
     """Whether ``value`` contains a control character (``\\x00``-``\\x1f``, ``\\x7f``)."""
-    return any(ch < " " or ch == "\x7f" for ch in value)
+    return _CONTROL.search(value) is not None
+
+
+# One regex scan instead of a Python loop per character (inventories hold thousands of
+# these fields). ``\s`` covers ASCII and Unicode whitespace; ``str.isspace`` also counts
+# a few separators ``\s`` leaves out, checked only for non-ASCII values.
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+_NOT_TOKEN = re.compile("[\\s\x00-\x1f\x7f]")
+
+
+def _has_odd_space(value: str) -> bool:
+    return not value.isascii() and any(ch.isspace() for ch in value)

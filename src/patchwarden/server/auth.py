@@ -23,7 +23,6 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response
 from fastapi.routing import APIRoute
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -38,8 +37,9 @@ from patchwarden.server.security import (
     parse_token,
     same_hash,
 )
+from patchwarden.server.services.agents import authenticate_agent_row
 from patchwarden.store.audit import Actor
-from patchwarden.store.models import AgentCredentialRow, ApiTokenRow, SessionRow, UserRow
+from patchwarden.store.models import ApiTokenRow, SessionRow, UserRow
 
 SESSION_COOKIE = "pw_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -225,7 +225,11 @@ class Permission:
         return principal
 
 
-class AgentAuth:
+class AgentAccess:
+    """Base of the dependencies that admit a host agent by its per-host credential."""
+
+
+class AgentAuth(AgentAccess):
     """Dependency: a host agent with a valid, unrevoked credential."""
 
     def __call__(self, request: Request, session: DbSession) -> Principal:
@@ -233,30 +237,27 @@ class AgentAuth:
         token = parse_token(raw, AGENT_PREFIX) if raw else None
         if token is None:
             raise AuthenticationRequired("agent credential missing (Authorization: Bearer pwa_…)")
-        now = context(request).now()
         # One round trip: authenticate and record liveness together.
-        row = session.execute(
-            update(AgentCredentialRow)
-            .where(
-                AgentCredentialRow.id == token.row_id,
-                AgentCredentialRow.secret_hash == hash_secret(token.secret),
-                AgentCredentialRow.revoked_at.is_(None),
-            )
-            .values(last_seen=now)
-            .returning(AgentCredentialRow.asset_id, AgentCredentialRow.checkin_hint)
-        ).first()
-        if row is None:
-            raise AuthenticationRequired(
-                "agent credential invalid or revoked", hint="re-enroll the agent"
-            )
-        request.state.checkin_hint = row[1]
-        return Principal(
-            kind="agent",
-            name=f"agent:{row[0]}",
-            permissions=frozenset(),
-            asset_id=row[0],
-            ip=client_ip(request),
+        asset_id, _ = authenticate_agent_row(
+            session, token.row_id, hash_secret(token.secret), context(request).now()
         )
+        return agent_principal(request, asset_id)
+
+
+def agent_principal(request: Request, asset_id: int) -> Principal:
+    """The principal of the agent of ``asset_id``, calling through ``request``."""
+    return Principal(
+        kind="agent",
+        name=f"agent:{asset_id}",
+        permissions=frozenset(),
+        asset_id=asset_id,
+        ip=client_ip(request),
+    )
+
+
+def bearer(request: Request) -> str:
+    """The request's bearer credential, or an empty string."""
+    return _bearer(request) or ""
 
 
 class Public:

@@ -11,11 +11,13 @@ from starlette.concurrency import run_in_threadpool
 
 from patchwarden.core.errors import PayloadTooLarge, ValidationFailed
 from patchwarden.server.auth import (
+    AgentAccess,
     AgentAuth,
     DbSession,
     Principal,
     Public,
     TransactionalRoute,
+    bearer,
     client_ip,
     context,
 )
@@ -103,31 +105,44 @@ def enroll(body: EnrollRequest, request: Request, session: DbSession) -> EnrollR
     )
 
 
+class AgentCheckin(AgentAccess):
+    """Dependency of the check-in route: authenticates *and* checks the agent in.
+
+    The check-in is the call every agent makes every few minutes, so it runs as one
+    transaction in one thread-pool hop (one statement on PostgreSQL) instead of the
+    generic ``AgentAuth`` + session + commit chain. FastAPI validates the body before
+    calling it, so a malformed check-in records nothing.
+    """
+
+    async def __call__(self, request: Request, body: CheckinRequest) -> CheckinResponse:
+        _check_protocol(body.protocol)
+        ctx = context(request)
+        _, answer = await run_in_threadpool(
+            agents.checkin_with_credential,
+            ctx.db,
+            bearer(request),
+            inventory_hash=body.inventory_hash,
+            reboot_required=body.reboot_required,
+            uptime_seconds=body.uptime_seconds,
+            agent_version=body.agent_version,
+            now=ctx.now(),
+            config=ctx.config,
+        )
+        return CheckinResponse(
+            protocol=agents.PROTOCOL_VERSION,
+            upload_inventory=answer.upload_inventory,
+            next_checkin_seconds=answer.next_checkin_seconds,
+            jobs_waiting=answer.jobs_waiting,
+            inventory_error=answer.inventory_error,
+        )
+
+
 @router.post("/checkin")
-def checkin(
-    body: CheckinRequest, request: Request, agent: Agent, session: DbSession
+async def checkin(
+    body: CheckinRequest, answer: Annotated[CheckinResponse, Depends(AgentCheckin())]
 ) -> CheckinResponse:
     """Report liveness; learn whether to upload the inventory and when to come back."""
-    _check_protocol(body.protocol)
-    ctx = context(request)
-    answer = agents.checkin(
-        session,
-        agent.agent_asset(),
-        inventory_hash=body.inventory_hash,
-        reboot_required=body.reboot_required,
-        uptime_seconds=body.uptime_seconds,
-        agent_version=body.agent_version,
-        now=ctx.now(),
-        config=ctx.config,
-        checkin_hint=getattr(request.state, "checkin_hint", None),
-    )
-    return CheckinResponse(
-        protocol=agents.PROTOCOL_VERSION,
-        upload_inventory=answer.upload_inventory,
-        next_checkin_seconds=answer.next_checkin_seconds,
-        jobs_waiting=answer.jobs_waiting,
-        inventory_error=answer.inventory_error,
-    )
+    return answer
 
 
 @router.put("/inventory", status_code=202)
