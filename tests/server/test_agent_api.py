@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from sqlalchemy import func, select
 
 from patchwarden.collect.jsonfmt import inventory_to_json
 from patchwarden.core.model import InstalledPackage, Inventory, OsInfo
+from patchwarden.server.app import create_app
 from patchwarden.server.context import AppContext
 from patchwarden.server.services import agents
 from patchwarden.store.audit import Actor
@@ -395,3 +397,29 @@ def test_checkin_records_liveness_takes_the_hint_once_and_refuses_bad_calls(
     newer = checkin(protocol=2)
     assert newer["status"] == 422
     assert "this server speaks 1" in newer["error"]
+
+
+def test_the_report_processor_thread_applies_acknowledged_uploads(ctx: AppContext) -> None:
+    # With background work on (as `patchwarden server` runs), uploads go to the
+    # process's report-processor thread, committed before it can see them.
+    with TestClient(create_app(ctx, background=True)) as client:
+        enrolled = enroll(client, make_token(ctx), "proc-1")
+        hosts = [inventory("proc-1", ("bash", f"5.2-{n}"), ("zlib1g", "1.2.13-1")) for n in (1, 2)]
+        report_ids = []
+        for inv in hosts:
+            accepted = upload(client, enrolled["credential"], inv)
+            assert accepted.status_code == 202  # type: ignore[attr-defined]
+            report_ids.append(accepted.json()["report_id"])  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 30
+        statuses: list[str] = []
+        while time.monotonic() < deadline:
+            with ctx.db.session() as session:
+                statuses = [session.get(AgentReportRow, r).status for r in report_ids]  # type: ignore[union-attr]
+            if all(s == "processed" for s in statuses):
+                break
+            time.sleep(0.05)
+        assert statuses == ["processed", "processed"]
+    with ctx.db.session() as session:
+        asset = session.get(AssetRow, enrolled["asset_id"])
+        assert asset is not None
+        assert asset.inventory_hash == hosts[1].content_hash()  # applied in arrival order

@@ -35,6 +35,7 @@ from patchwarden.core.errors import (
 from patchwarden.server.api import agent, assets, audit, deploy, groups, identity
 from patchwarden.server.auth import Permission, Principal, Public
 from patchwarden.server.context import AppContext
+from patchwarden.server.reports import ReportProcessor
 from patchwarden.server.services.agents import process_pending
 from patchwarden.server.services.orchestrator import run_loop
 from patchwarden.server.web import pages
@@ -119,7 +120,11 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
         halt_loop = threading.Event()
         tasks = []
         loop_thread = None
+        processor = None
         if background:
+            processor = ReportProcessor(ctx)
+            processor.start()
+            _app.state.reports = processor
             tasks.append(asyncio.create_task(_sweep_reports(ctx, stop, 10.0)))
             loop_thread = threading.Thread(
                 target=run_loop,
@@ -142,6 +147,8 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
                 await task
             if loop_thread is not None:
                 await run_in_threadpool(loop_thread.join, 30)
+            if processor is not None:
+                await run_in_threadpool(processor.stop, 30)
 
     app = FastAPI(
         title="patchwarden",

@@ -51,6 +51,22 @@ class PackageIds:
             ):
                 self._ids[tuple(row[1:])] = row[0]
 
+    def held_by(self, session: Session, asset_id: int) -> set[int]:
+        """Row ids of the packages ``asset_id`` holds now, remembering their identities.
+
+        An inventory update mostly repeats the previous one: with these known, only the
+        packages that changed are looked up by name.
+        """
+        held: set[int] = set()
+        for row in session.execute(
+            select(PackageRow.id, *self._COLUMNS)
+            .join(AssetPackage, AssetPackage.package_id == PackageRow.id)
+            .where(AssetPackage.asset_id == asset_id)
+        ):
+            self._ids[tuple(row[1:])] = row[0]
+            held.add(row[0])
+        return held
+
     def ensure(self, session: Session, packages: Iterable[InstalledPackage]) -> list[int]:
         """Row ids for ``packages`` (in order), creating the missing rows."""
         wanted = [identity(p) for p in packages]
@@ -171,10 +187,8 @@ def record_inventory(
     asset.inventory_hash = content_hash
 
     cache = package_ids or PackageIds()
+    current = cache.held_by(session, asset.id)
     wanted = set(cache.ensure(session, inventory.packages))
-    current = set(
-        session.scalars(select(AssetPackage.package_id).where(AssetPackage.asset_id == asset.id))
-    )
     removed = sorted(current - wanted)
     for batch in chunks(removed):
         session.execute(

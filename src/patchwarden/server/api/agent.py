@@ -173,10 +173,15 @@ async def upload_inventory(
         config=ctx.config,
     )
     report_id = report.id
-    # The request's transaction commits before the 202 goes out, so an acknowledged
-    # report is durable; processing runs after the response (and the sweeper retries
-    # reports a crashed process never finished).
-    background.add_task(agents.process_report, ctx.db, report_id, now=ctx.now())
+    # Committed before the 202 goes out (and before the processor can see it), so an
+    # acknowledged report is durable; the sweeper retries reports a crashed process
+    # never finished.
+    await run_in_threadpool(session.commit)
+    processor = getattr(request.app.state, "reports", None)
+    if processor is not None:
+        processor.submit(report_id)
+    else:  # an app without background threads (tests): after the response
+        background.add_task(agents.process_report, ctx.db, report_id, now=ctx.now())
     return {"protocol": agents.PROTOCOL_VERSION, "report_id": report_id, "status": "accepted"}
 
 
