@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ScalarSelect, select, update
 from sqlalchemy.orm import Session
 
 from patchwarden.core import rollout as rules
@@ -174,24 +174,50 @@ def attach_window(
 
 
 def host_windows(
-    session: Session, asset_ids: Iterable[int]
+    session: Session, asset_ids: Iterable[int] | ScalarSelect[Any]
 ) -> dict[int, tuple[MaintenanceWindow, ...]]:
-    """The windows of every asset, through its groups (no entry: unrestricted)."""
-    rows = session.execute(
-        select(AssetGroupMember.asset_id, MaintenanceWindowRow)
-        .join(GroupWindow, GroupWindow.group_id == AssetGroupMember.group_id)
-        .join(MaintenanceWindowRow, MaintenanceWindowRow.id == GroupWindow.window_id)
-        .where(AssetGroupMember.asset_id.in_(list(asset_ids)))
-    ).all()
-    cache: dict[int, MaintenanceWindow] = {}
-    result: dict[int, list[MaintenanceWindow]] = {}
-    for asset_id, window in rows:
-        if window.id not in cache:
-            cache[window.id] = to_window(window)
-        result.setdefault(asset_id, [])
-        if cache[window.id] not in result[asset_id]:
-            result[asset_id].append(cache[window.id])
-    return {a: tuple(w) for a, w in result.items()}
+    """The windows of every asset, through its groups (no entry: unrestricted).
+
+    ``asset_ids`` is a list of ids or a scalar subquery selecting them (a rollout's
+    hosts: no list of 100,000 parameters).
+    """
+    wanted = asset_ids if isinstance(asset_ids, ScalarSelect) else list(asset_ids)
+    # Few groups carry windows: map those first, then read only their memberships.
+    windows_of_group: dict[int, list[int]] = {}
+    for group_id, window_id in session.execute(
+        select(GroupWindow.group_id, GroupWindow.window_id).order_by(GroupWindow.window_id)
+    ):
+        windows_of_group.setdefault(group_id, []).append(window_id)
+    if not windows_of_group:
+        return {}
+    parsed = {
+        row.id: to_window(row)
+        for row in session.scalars(
+            select(MaintenanceWindowRow).where(
+                MaintenanceWindowRow.id.in_(
+                    sorted({w for ws in windows_of_group.values() for w in ws})
+                )
+            )
+        )
+    }
+    groups_of: dict[int, set[int]] = {}
+    for asset_id, group_id in session.execute(
+        select(AssetGroupMember.asset_id, AssetGroupMember.group_id).where(
+            AssetGroupMember.group_id.in_(sorted(windows_of_group)),
+            AssetGroupMember.asset_id.in_(wanted),
+        )
+    ):
+        groups_of.setdefault(asset_id, set()).add(group_id)
+    # Hosts with the same windowed groups share one tuple (ordered by window id).
+    shared: dict[frozenset[int], tuple[MaintenanceWindow, ...]] = {}
+    result: dict[int, tuple[MaintenanceWindow, ...]] = {}
+    for asset_id, group_ids in groups_of.items():
+        key = frozenset(group_ids)
+        if key not in shared:
+            ids = sorted({w for g in key for w in windows_of_group[g]})
+            shared[key] = tuple(parsed[w] for w in ids)
+        result[asset_id] = shared[key]
+    return result
 
 
 # ---------------------------------------------------------------------- baselines

@@ -16,11 +16,11 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Connection, select, text
+from sqlalchemy import Connection, DateTime, select, text, type_coerce, update
 from sqlalchemy.orm import Session
 
 from patchwarden.core import rollout as rules
@@ -35,6 +35,7 @@ from patchwarden.server.services.deploy import (
     to_window,
 )
 from patchwarden.store import audit
+from patchwarden.store.bulk import chunks
 from patchwarden.store.db import Database, is_sqlite
 from patchwarden.store.models import (
     AssetGroupMember,
@@ -121,6 +122,9 @@ class TickReport:
     emergency_rollout: int | None = None
 
 
+_NO_GROUPS: frozenset[int] = frozenset()
+
+
 def build_view(session: Session, rollout: RolloutRow) -> rules.RolloutView:
     """The decision function's input for one rollout, from its rows."""
     rings = list(
@@ -130,27 +134,48 @@ def build_view(session: Session, rollout: RolloutRow) -> rules.RolloutView:
             .order_by(RolloutRingRow.idx)
         )
     )
-    jobs = list(
-        session.scalars(
-            select(JobRow).where(JobRow.rollout_id == rollout.id, JobRow.kind == "install")
-        )
+    # Columns, not ORM objects: a rollout may hold 100,000 jobs and this runs every tick.
+    # The timestamps are read as plain DateTime (no per-value UtcDateTime hook; the
+    # zone is attached below, only to values that are set).
+    jobs = session.execute(
+        select(
+            JobRow.id,
+            JobRow.asset_id,
+            JobRow.ring_idx,
+            JobRow.status,
+            *(
+                type_coerce(column, DateTime())
+                for column in (
+                    JobRow.released_at,
+                    JobRow.claimed_at,
+                    JobRow.lease_until,
+                    JobRow.not_before,
+                )
+            ),
+        ).where(JobRow.rollout_id == rollout.id, JobRow.kind == "install")
+    ).all()
+    rollout_assets = (
+        select(JobRow.asset_id)
+        .where(JobRow.rollout_id == rollout.id, JobRow.kind == "install")
+        .scalar_subquery()
     )
-    asset_ids = sorted({j.asset_id for j in jobs})
+    # Only dependency groups matter to the decision (core.rollout.effective_groups).
+    dependency_groups = sorted({int(g) for pair in rollout.dependencies for g in pair})
     groups: dict[int, set[int]] = {}
-    for batch_start in range(0, len(asset_ids), 900):
-        batch = asset_ids[batch_start : batch_start + 900]
+    if dependency_groups:
         for asset_id, group_id in session.execute(
             select(AssetGroupMember.asset_id, AssetGroupMember.group_id).where(
-                AssetGroupMember.asset_id.in_(batch)
+                AssetGroupMember.group_id.in_(dependency_groups),
+                AssetGroupMember.asset_id.in_(rollout_assets),
             )
         ):
             groups.setdefault(asset_id, set()).add(group_id)
     windows: dict[int, tuple[MaintenanceWindow, ...]] = {}
     if rollout.emergency and rollout.windows:
         own = tuple(to_window(get_window(session, w)) for w in rollout.windows)
-        windows = dict.fromkeys(asset_ids, own)
+        windows = dict.fromkeys((j.asset_id for j in jobs), own)
     else:
-        windows = host_windows(session, asset_ids)
+        windows = host_windows(session, rollout_assets)
     ring_windows = {
         r.idx: tuple(to_window(get_window(session, w)) for w in r.windows)
         for r in rings
@@ -179,17 +204,17 @@ def build_view(session: Session, rollout: RolloutRow) -> rules.RolloutView:
         ),
         jobs=tuple(
             rules.JobView(
-                job_id=j.id,
-                asset_id=j.asset_id,
-                ring=j.ring_idx,
-                status=j.status,  # type: ignore[arg-type]
-                groups=frozenset(groups.get(j.asset_id, ())),
-                released_at=j.released_at,
-                claimed_at=j.claimed_at,
-                lease_until=j.lease_until,
-                not_before=j.not_before,
+                job_id,
+                asset_id,
+                ring,
+                status,
+                frozenset(groups[asset_id]) if asset_id in groups else _NO_GROUPS,
+                released and released.replace(tzinfo=UTC),
+                claimed and claimed.replace(tzinfo=UTC),
+                lease and lease.replace(tzinfo=UTC),
+                not_before and not_before.replace(tzinfo=UTC),
             )
-            for j in jobs
+            for job_id, asset_id, ring, status, released, claimed, lease, not_before in jobs
         ),
         windows=windows,
         dependencies=tuple((int(a), int(b)) for a, b in rollout.dependencies),
@@ -223,17 +248,24 @@ def apply_actions(
             raise LookupError(job_id)
         return row
 
+    # The frequent job actions as one UPDATE per kind and batch, not one per job.
+    released = [a.job_id for a in actions if isinstance(a, rules.Release)]
+    expired = [a.job_id for a in actions if isinstance(a, rules.ExpireLease)]
+    for batch in chunks(released, 5000):
+        session.execute(
+            update(JobRow)
+            .where(JobRow.id.in_(batch))
+            .values(status="ready", released_at=now, not_before=None)
+        )
+    for batch in chunks(expired, 5000):
+        session.execute(
+            update(JobRow).where(JobRow.id.in_(batch)).values(status="ready", lease_until=None)
+        )
+
     for action in actions:
-        if isinstance(action, rules.Release):
-            row = job(action.job_id)
-            row.status = "ready"
-            row.released_at = now
-            row.not_before = None
-        elif isinstance(action, rules.ExpireLease):
-            row = job(action.job_id)
-            row.status = "ready"
-            row.lease_until = None
-        elif isinstance(action, rules.MarkOffline):
+        if isinstance(action, (rules.Release, rules.ExpireLease)):
+            continue
+        if isinstance(action, rules.MarkOffline):
             row = job(action.job_id)
             row.status = "offline"
             row.finished_at = now
