@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import statistics
@@ -9,8 +11,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -115,3 +118,35 @@ def machine() -> dict[str, str]:
         "platform": platform.platform(),
         "load_average_at_start": load,
     }
+
+
+def new_report(args: argparse.Namespace) -> dict[str, Any]:
+    """The start of a benchmark's JSON report: machine, arguments (no database URL)."""
+    return {
+        "machine": machine(),
+        "arguments": {
+            k: str(v) if isinstance(v, Path) else v
+            for k, v in vars(args).items()
+            if k != "postgres_url"
+        },
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def finish_report(
+    report: dict[str, Any], args: argparse.Namespace, targets: dict[str, Any]
+) -> None:
+    """Close the report, write it to ``args.json`` when given, print the targets."""
+    report["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    report["machine"]["load_average_at_end"] = machine()["load_average_at_start"]
+    report["targets"] = targets
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        print(f"figures written to {args.json}", flush=True)
+
+
+def print_targets(report: dict[str, Any]) -> None:
+    """One line per target of ``report``."""
+    for name, target in report.get("targets", {}).items():
+        print(f"target {name}: {target}")

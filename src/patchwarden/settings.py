@@ -34,6 +34,15 @@ class Settings(BaseSettings):
             "PostgreSQL: postgresql+psycopg://user:pass@host/db."
         ),
     )
+    database_pool_size: int = Field(
+        default=20,
+        ge=1,
+        le=500,
+        description=(
+            "PostgreSQL connections each server process keeps open (up to 5 more under "
+            "bursts). Keep workers x (pool + 5) below the server's max_connections."
+        ),
+    )
 
     admin_password: str = Field(
         default="",

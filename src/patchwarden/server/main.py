@@ -43,7 +43,7 @@ def app_factory() -> FastAPI:
     """uvicorn factory: one app per worker process, each with its own connection pool."""
     settings = load_settings()
     settings.ensure_home()
-    database = open_database(settings.effective_database_url)
+    database = open_database(settings.effective_database_url, pool_size=settings.database_pool_size)
     ctx = AppContext(db=database, config=config_from(settings))
     clock_file = os.environ.get("PATCHWARDEN_TEST_CLOCK_FILE")
     if clock_file:
