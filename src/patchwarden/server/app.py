@@ -32,6 +32,7 @@ from patchwarden.core.errors import (
     RateLimited,
     ValidationFailed,
 )
+from patchwarden.server.admission import DatabaseAdmission, admission_limit
 from patchwarden.server.api import agent, assets, audit, deploy, groups, identity
 from patchwarden.server.auth import Permission, Principal, Public
 from patchwarden.server.context import AppContext
@@ -162,6 +163,7 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
         redoc_url=None,
     )
     app.state.ctx = ctx
+    app.add_middleware(DatabaseAdmission, limit=admission_limit(ctx.db.connection_capacity))
 
     @app.get("/api/openapi.json", include_in_schema=False)
     def openapi_schema(_who: Annotated[Principal, Depends(Permission("read"))]) -> dict[str, Any]:

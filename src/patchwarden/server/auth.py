@@ -16,7 +16,9 @@ when one declares none of these, or when anonymous or under-privileged calls get
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -97,6 +99,20 @@ def db_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
+# Commits and rollbacks of request sessions run on threads of their own, not on the
+# thread pool that runs handlers. A session waiting to commit holds a pooled connection;
+# if its commit also needed a thread-pool slot, a burst of requests could fill every
+# slot with handlers waiting for a connection while every connection waits for a slot
+# to commit — a deadlock until the pool's timeout (seen under load in bench.orchestrator).
+_FINISHERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="db-finish")
+
+
+async def finish_session(session: Session, *, commit: bool) -> None:
+    """Commit (or roll back) ``session`` off the handler thread pool."""
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(_FINISHERS, session.commit if commit else session.rollback)
+
+
 class TransactionalRoute(APIRoute):
     """An APIRoute that commits the request's session as soon as the handler returns."""
 
@@ -104,10 +120,16 @@ class TransactionalRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def commit_then_respond(request: Request) -> Response:
-            response = await handler(request)
-            session: Session | None = getattr(request.state, "db_session", None)
+            try:
+                response = await handler(request)
+            except BaseException:
+                session = getattr(request.state, "db_session", None)
+                if session is not None and session.in_transaction():
+                    await finish_session(session, commit=False)
+                raise
+            session = getattr(request.state, "db_session", None)
             if session is not None and session.in_transaction():
-                await run_in_threadpool(session.commit)
+                await finish_session(session, commit=True)
             return response
 
         return commit_then_respond

@@ -110,6 +110,16 @@ class Database:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
 
     @property
+    def connection_capacity(self) -> int:
+        """How many connections the pool hands out at once (kept + burst)."""
+        pool = self.engine.pool
+        size = getattr(pool, "size", None)
+        overflow = getattr(pool, "_max_overflow", 0)
+        if callable(size):
+            return int(size()) + max(int(overflow), 0)
+        return 1  # a pool without a queue (e.g. one shared connection)
+
+    @property
     def url(self) -> str:
         """The URL with any password hidden."""
         return self.engine.url.render_as_string(hide_password=True)

@@ -20,6 +20,7 @@ from patchwarden.server.auth import (
     bearer,
     client_ip,
     context,
+    finish_session,
 )
 from patchwarden.server.services import agents, deploy
 
@@ -176,7 +177,7 @@ async def upload_inventory(
     # Committed before the 202 goes out (and before the processor can see it), so an
     # acknowledged report is durable; the sweeper retries reports a crashed process
     # never finished.
-    await run_in_threadpool(session.commit)
+    await finish_session(session, commit=True)
     processor = getattr(request.app.state, "reports", None)
     if processor is not None:
         processor.submit(report_id)
