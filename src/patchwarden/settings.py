@@ -39,8 +39,9 @@ class Settings(BaseSettings):
         ge=1,
         le=500,
         description=(
-            "PostgreSQL connections each server process keeps open (up to 5 more under "
-            "bursts). Keep workers x (pool + 5) below the server's max_connections."
+            "Database connections each server process keeps open (up to 5 more under "
+            "bursts); requests in progress are limited to this minus 3. PostgreSQL: keep "
+            "workers x (pool + 5) below its max_connections."
         ),
     )
 

@@ -1,4 +1,4 @@
-"""Admission control: no more requests in progress than the database pool can serve.
+"""Admission control: no more requests in progress than the database pool keeps open.
 
 Handlers run on a thread pool and hold one pooled connection from their first query to
 their commit, across several thread hops (dependencies, the endpoint, the commit).
@@ -7,6 +7,8 @@ up waiting for a connection held by a request that waits for a thread — a dead
 that lasts until the pool's 30-second timeout (seen under load by bench.orchestrator:
 heartbeats and results taking 30 to 90 s). Requests beyond the limit therefore wait here,
 on the event loop, holding neither a thread nor a connection; they are never refused.
+The limit counts the connections the pool keeps, not its burst ones: those are closed
+after each use, and opening one costs PostgreSQL a new backend.
 """
 
 from __future__ import annotations

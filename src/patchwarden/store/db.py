@@ -45,8 +45,8 @@ DEFAULT_POOL_SIZE = 20
 def make_engine(url: str, *, echo: bool = False, pool_size: int = DEFAULT_POOL_SIZE) -> Engine:
     """Create an engine for ``url`` with patchwarden's per-backend settings.
 
-    PostgreSQL: ``pool_size`` connections stay open, and up to 5 more are opened under
-    bursts (those are closed when returned). The pool should cover the server's
+    ``pool_size`` connections stay open, and up to 5 more are opened under bursts
+    (those are closed when returned). The pool should cover the server's
     concurrent database work: connections opened and closed per request cost a
     PostgreSQL backend start each, which under load cost more CPU than the requests.
     """
@@ -54,7 +54,12 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = DEFAULT_POOL_S
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
+        # A file gets a queue pool like PostgreSQL's; ":memory:" keeps SQLAlchemy's
+        # one-connection-per-thread pool (it takes no queue settings).
+        pooling: dict[str, int] = (
+            {"pool_size": pool_size, "max_overflow": 5} if path and path != ":memory:" else {}
+        )
+        engine = create_engine(url, echo=echo, connect_args={"timeout": 30}, **pooling)
         event.listen(engine, "connect", _sqlite_on_connect)
         return engine
     if url.startswith(("postgresql", "postgres")):
@@ -111,12 +116,11 @@ class Database:
 
     @property
     def connection_capacity(self) -> int:
-        """How many connections the pool hands out at once (kept + burst)."""
-        pool = self.engine.pool
-        size = getattr(pool, "size", None)
-        overflow = getattr(pool, "_max_overflow", 0)
+        """How many connections the pool keeps open (its burst connections not counted:
+        those are closed after each use, so steady work should not rely on them)."""
+        size = getattr(self.engine.pool, "size", None)
         if callable(size):
-            return int(size()) + max(int(overflow), 0)
+            return int(size())
         return 1  # a pool without a queue (e.g. one shared connection)
 
     @property
