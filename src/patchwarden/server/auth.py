@@ -7,6 +7,8 @@ Each route declares exactly one of:
   session's CSRF token (``X-CSRF-Token`` header or ``csrf_token`` form field).
 * ``Depends(AgentAuth())`` — a host agent presenting its per-host credential; it can
   only ever reach its own host's data because its asset id comes from the credential.
+  (The check-in route uses ``AgentCheckin``, which authenticates the same credential
+  and checks in within one statement; both derive from ``AgentAccess``.)
 * ``Depends(Public("why"))`` — deliberately open (login page, health check, agent
   enrollment which is authenticated by the enrollment token in its body).
 
