@@ -31,6 +31,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tests.support import MEMORY_PROBE
+
 from bench.common import median
 from bench.synth import Fleet, redrift
 from patchwarden.agent.build import build_pyz
@@ -38,20 +40,6 @@ from patchwarden.core.model import Inventory
 from patchwarden.server.services.agents import create_enrollment_token
 from patchwarden.store.audit import Actor
 from patchwarden.store.db import Database
-
-#: Runs the archive as ``python pyz ...``, then reports this process's memory.
-_WRAPPER = """
-import runpy, sys
-sys.argv = sys.argv[1:]
-code = 0
-try:
-    runpy.run_path(sys.argv[0], run_name="__main__")
-except SystemExit as exc:
-    code = exc.code
-status = dict(line.split(":", 1) for line in open("/proc/self/status"))
-sys.stderr.write("MEMORY %s %s\\n" % (status["VmRSS"].split()[0], status["VmHWM"].split()[0]))
-sys.exit(code)
-"""
 
 #: Runs the archive under cProfile and writes the stats to the path in argv[1].
 _PROFILER = """
@@ -122,7 +110,7 @@ def _config(path: Path, server_url: str, state: Path, collect_root: Path) -> Pat
 
 def run_cycle(python: str, pyz: Path, config: Path, label: str) -> dict[str, Any]:
     """One ``run --once --json`` cycle; its result, memory and CPU."""
-    command = [python, "-I", "-S", "-c", _WRAPPER, str(pyz), "--config", str(config)]
+    command = [python, "-I", "-S", "-c", MEMORY_PROBE, str(pyz), "--config", str(config)]
     command += ["run", "--once", "--json"]
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

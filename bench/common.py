@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 def shared_data_dir() -> Path:
@@ -150,3 +151,25 @@ def print_targets(report: dict[str, Any]) -> None:
     """One line per target of ``report``."""
     for name, target in report.get("targets", {}).items():
         print(f"target {name}: {target}")
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--postgres-url`` (admin URL for a throwaway database) and ``--json``."""
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("PATCHWARDEN_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL),
+        help="admin URL; a throwaway pw_bench_<hex> database is created "
+        "and dropped (env PATCHWARDEN_BENCH_POSTGRES_URL)",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write every figure here")
+
+
+def parse_sized(
+    parser: argparse.ArgumentParser, full: dict[str, Any], quick: dict[str, Any]
+) -> argparse.Namespace:
+    """Parse; options left unset take the ``--quick`` or the full run's size."""
+    args = parser.parse_args()
+    for name, value in (quick if args.quick else full).items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, value)
+    return args

@@ -38,14 +38,12 @@ from typing import Any
 from sqlalchemy import create_engine, func, select, table, text
 from sqlalchemy.engine import make_url
 
-from bench.common import median, peak_rss_mib, reset_peak_rss, rss_mib
+from bench.common import DEFAULT_POSTGRES_ADMIN_URL, median, peak_rss_mib, reset_peak_rss, rss_mib
 from bench.synth import Fleet, redrift
 from patchwarden.core.model import Advisory
 from patchwarden.store.advisories import import_advisories
 from patchwarden.store.db import Database, open_database
 from patchwarden.store.inventory import PackageIds, record_inventory
-
-DEFAULT_POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 #: Hosts recorded per transaction during setup.
 _HOSTS_PER_COMMIT = 250

@@ -12,15 +12,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.common import machine, peak_rss_mib, rss_mib, shared_data_dir, timed
-from bench.database import DEFAULT_POSTGRES_ADMIN_URL, BackendResult, measure_backend
+from bench.common import (
+    add_output_arguments,
+    machine,
+    parse_sized,
+    peak_rss_mib,
+    rss_mib,
+    shared_data_dir,
+    timed,
+)
+from bench.database import BackendResult, measure_backend
 from bench.matcher import measure_matcher, measure_naive
 from bench.synth import AdvisoryConfig, FleetConfig, affected_entries, build_advisories, build_fleet
 
@@ -84,30 +91,19 @@ def _arguments() -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic data (1)")
     parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get("PATCHWARDEN_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL),
-        help="admin URL; a throwaway pw_bench_<hex> database is created "
-        "and dropped (env PATCHWARDEN_BENCH_POSTGRES_URL)",
-    )
-    parser.add_argument(
         "--workdir",
         type=Path,
         default=None,
         help="folder for the throwaway SQLite file (system temp)",
     )
-    parser.add_argument("--json", type=Path, default=None, help="also write every figure here")
     parser.add_argument(
         "--profile-dir",
         type=Path,
         default=None,
         help="run every database refresh under cProfile (slower) and keep the .prof files here",
     )
-    args = parser.parse_args()
-    sizes = _QUICK if args.quick else _FULL
-    for name, value in sizes.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    return args
+    add_output_arguments(parser)
+    return parse_sized(parser, _FULL, _QUICK)
 
 
 def _log(message: str) -> None:

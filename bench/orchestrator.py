@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
-import os
 import pstats
 import random
 import statistics
@@ -50,8 +49,15 @@ from typing import Any
 import orjson
 from sqlalchemy import Table, func, insert, select, text, update
 
-from bench.common import finish_report, median, new_report, print_targets
-from bench.database import DEFAULT_POSTGRES_ADMIN_URL, throwaway_database
+from bench.common import (
+    add_output_arguments,
+    finish_report,
+    median,
+    new_report,
+    parse_sized,
+    print_targets,
+)
+from bench.database import throwaway_database
 from bench.load import Window, percentile
 from bench.procs import CpuSnapshot, ServerProcess, cpu_between
 from bench.rawhttp import HttpError, make_client
@@ -1223,18 +1229,8 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument(
         "--connections", type=int, default=64, help="B2: simulator connection limit (64)"
     )
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get("PATCHWARDEN_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL),
-        help="admin URL; a throwaway pw_bench_<hex> database is created and dropped",
-    )
-    parser.add_argument("--json", type=Path, default=None, help="also write every figure here")
-    args = parser.parse_args()
-    sizes = _QUICK if args.quick else _FULL
-    for name, value in sizes.items():
-        if getattr(args, name, None) is None:
-            setattr(args, name, value)
-    return args
+    add_output_arguments(parser)
+    return parse_sized(parser, _FULL, _QUICK)
 
 
 def main() -> None:

@@ -64,14 +64,16 @@ from sqlalchemy import text
 from bench.agentcycle import measure_agent
 from bench.breakdown import checkin_breakdown, upload_breakdown
 from bench.common import (
+    add_output_arguments,
     finish_report,
     median,
     new_report,
+    parse_sized,
     print_targets,
     shared_data_dir,
     timed,
 )
-from bench.database import DEFAULT_POSTGRES_ADMIN_URL, throwaway_database
+from bench.database import throwaway_database
 from bench.load import Window, closed_loop, open_loop
 from bench.procs import CpuSnapshot, CpuUse, ServerProcess, cpu_between
 from bench.profiling import dump_stacks, start_recording, summarize
@@ -817,18 +819,8 @@ def _arguments() -> argparse.Namespace:
         default=None,
         help="also run one check-in and one upload level under py-spy; profiles go here",
     )
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get("PATCHWARDEN_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_ADMIN_URL),
-        help="admin URL; a throwaway pw_bench_<hex> database is created and dropped",
-    )
-    parser.add_argument("--json", type=Path, default=None, help="also write every figure here")
-    args = parser.parse_args()
-    sizes = _QUICK if args.quick else _FULL
-    for name, value in sizes.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    return args
+    add_output_arguments(parser)
+    return parse_sized(parser, _FULL, _QUICK)
 
 
 async def _main_async(args: argparse.Namespace, report: dict[str, Any]) -> None:

@@ -57,6 +57,9 @@ ensure_venv() {
     log "installing patchwarden${extras:+[$extras]} into $VENV"
     "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
     "$VENV/bin/python" -m pip install -q -e "$ROOT${extras:+[$extras]}"
+    # setuptools leaves its build metadata (a copy of the README) in src/; the editable
+    # install does not use it, and src/ should hold only the package.
+    rm -rf "$ROOT"/src/*.egg-info
     touch "$stamp"
   fi
 }

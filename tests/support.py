@@ -9,6 +9,22 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+#: ``python -c MEMORY_PROBE ARCHIVE ARGS...`` runs a zipapp like ``python ARCHIVE ARGS...``
+#: and then writes ``MEMORY <VmRSS kB> <VmHWM kB>`` of this process to stderr (used by the
+#: agent's RSS test and by bench/agentcycle.py).
+MEMORY_PROBE = """
+import runpy, sys
+sys.argv = sys.argv[1:]
+code = 0
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit as exc:
+    code = exc.code
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+sys.stderr.write("MEMORY %s %s\\n" % (status["VmRSS"].split()[0], status["VmHWM"].split()[0]))
+sys.exit(code)
+"""
+
 
 def shared_data_dir() -> Path:
     """Where the shared real-data folder is (it may not exist).

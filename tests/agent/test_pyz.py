@@ -20,21 +20,9 @@ import pytest
 from patchwarden.agent.build import ALLOWED_CORE, build_pyz, pyz_members
 from patchwarden.collect.jsonfmt import inventory_from_json
 from tests.agent.conftest import LiveServer, TokenFactory, sqlite_copy
+from tests.support import MEMORY_PROBE
 
 RSS_TARGET_KIB = 30 * 1024
-#: Runs the archive like ``python pyz ...`` and then reports this process's memory.
-MEASURE = """
-import runpy, sys
-sys.argv = sys.argv[1:]
-code = 0
-try:
-    runpy.run_path(sys.argv[0], run_name="__main__")
-except SystemExit as exc:
-    code = exc.code
-status = dict(line.split(":", 1) for line in open("/proc/self/status"))
-sys.stderr.write("MEMORY %s %s\\n" % (status["VmRSS"].split()[0], status["VmHWM"].split()[0]))
-sys.exit(code)
-"""
 
 
 def find_python39() -> str | None:
@@ -167,7 +155,7 @@ def enrolled_state(pyz: Path, server: LiveServer, make_token: TokenFactory, tmp_
 def test_one_real_cycle_stays_under_the_memory_target(
     pyz: Path, enrolled_state: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    command = [system_python(), "-I", "-S", "-c", MEASURE, str(pyz)]
+    command = [system_python(), "-I", "-S", "-c", MEMORY_PROBE, str(pyz)]
     command += ["--state-dir", enrolled_state, "run", "--once", "--json"]
     measured = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
     assert measured.returncode == 0, measured.stderr

@@ -172,7 +172,7 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
 
     @app.get("/api/docs", include_in_schema=False)
     def openapi_viewer(_who: Annotated[Principal, Depends(Permission("read"))]) -> Response:
-        """Swagger UI over the schema (scripts and styles come from this server only)."""
+        """A page listing the operations of the schema (nothing loaded from other sites)."""
         return HTMLResponse(_DOCS_PAGE)
 
     @app.exception_handler(PatchwardenError)

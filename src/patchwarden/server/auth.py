@@ -18,9 +18,7 @@ when one declares none of these, or when anonymous or under-privileged calls get
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -101,18 +99,13 @@ def db_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-# Commits and rollbacks of request sessions run on threads of their own, not on the
-# thread pool that runs handlers. A session waiting to commit holds a pooled connection;
-# if its commit also needed a thread-pool slot, a burst of requests could fill every
-# slot with handlers waiting for a connection while every connection waits for a slot
-# to commit — a deadlock until the pool's timeout (seen under load in bench.orchestrator).
-_FINISHERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="db-finish")
-
-
 async def finish_session(session: Session, *, commit: bool) -> None:
-    """Commit (or roll back) ``session`` off the handler thread pool."""
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(_FINISHERS, session.commit if commit else session.rollback)
+    """Commit (or roll back) ``session`` on the thread pool.
+
+    The admission gate (``server/admission.py``) keeps requests in progress below the
+    pool's connections, so no thread waits for a connection and this hop gets its turn.
+    """
+    await run_in_threadpool(session.commit if commit else session.rollback)
 
 
 class TransactionalRoute(APIRoute):
