@@ -88,6 +88,7 @@ from bench.synth import (
     redrift,
 )
 from patchwarden.agent import AGENT_VERSION
+from patchwarden.agent.client import INVENTORY_HASH_HEADER
 from patchwarden.agent.host import gzip_document, inventory_document
 from patchwarden.core.model import Inventory
 from patchwarden.server.services.agents import create_enrollment_token
@@ -508,7 +509,10 @@ async def upload_phase(
             return True
         try:
             status, answer = await client.request(
-                "PUT", f"{API}/inventory", body, {**agent.headers, **GZIP_JSON}
+                "PUT",
+                f"{API}/inventory",
+                body,
+                {**agent.headers, **GZIP_JSON, INVENTORY_HASH_HEADER: digest},
             )
             outcome = _outcome(status, 202)
         except HttpError as exc:
@@ -972,7 +976,7 @@ def _breakdowns(
         f"{checkin['wall_ms_median']:.2f} ms wall (median)"
     )
     by_host = {a.host: a for a in steady}
-    uploads = [(by_host[h].asset_id, bodies[h, BREAKDOWN_SALT][1]) for h in hosts]
+    uploads = [(by_host[h].asset_id, *bodies[h, BREAKDOWN_SALT]) for h in hosts]
     upload = upload_breakdown(database, uploads, "drift upload")
     for h in hosts:
         by_host[h].current_hash = bodies[h, BREAKDOWN_SALT][0]

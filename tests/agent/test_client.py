@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from patchwarden.agent.client import CHECKIN_PATH, ServerClient
+from patchwarden.agent.client import CHECKIN_PATH, INVENTORY_HASH_HEADER, ServerClient
 from patchwarden.agent.config import AgentConfig
 from patchwarden.agent.errors import ServerRefused, ServerUnreachable
 from patchwarden.agent.runner import Agent
@@ -77,6 +77,16 @@ def scripted() -> Iterator[tuple[str, Script]]:
         httpd.server_close()
 
 
+def _enrolled_apk_agent(url: str, tmp_path: Path) -> Agent:
+    """An agent with a credential, collecting a one-package Alpine root."""
+    root = tmp_path / "root"
+    (root / "lib/apk/db").mkdir(parents=True)
+    (root / "lib/apk/db/installed").write_text("P:musl\nV:1.2.5-r0\nA:x86_64\no:musl\n\n")
+    config = AgentConfig(server_url=url, state_dir=tmp_path / "state", collect_root=root)
+    StateDir(config.state_dir).write_credential("pwa_1_x")
+    return Agent(config)
+
+
 def test_redirects_are_not_followed_and_the_credential_stays_home(
     scripted: tuple[str, Script],
 ) -> None:
@@ -129,13 +139,22 @@ def test_a_server_error_spools_the_inventory_and_retry_after_sets_the_wait(
     script.answer = Answer(
         503, b'{"error": "maintenance", "hint": null, "type": "x"}', {"Retry-After": "120"}
     )
-    root = tmp_path / "root"
-    (root / "lib/apk/db").mkdir(parents=True)
-    (root / "lib/apk/db/installed").write_text("P:musl\nV:1.2.5-r0\nA:x86_64\no:musl\n\n")
-    config = AgentConfig(server_url=url, state_dir=tmp_path / "state", collect_root=root)
-    StateDir(config.state_dir).write_credential("pwa_1_x")
-    result = Agent(config).run_once()
+    result = _enrolled_apk_agent(url, tmp_path).run_once()
     assert (result.checked_in, result.spooled) == (False, 1)
     assert 108 <= result.next_interval <= 132
     assert "maintenance" in result.error
     assert [(method, path) for method, path, _ in script.seen] == [("POST", CHECKIN_PATH)]
+
+
+def test_an_inventory_upload_declares_its_content_hash(
+    scripted: tuple[str, Script], tmp_path: Path
+) -> None:
+    """The server acknowledges an upload carrying its hash before validating every
+    package (it verifies the hash when applying the report)."""
+    url, script = scripted
+    script.answer = Answer(200, b'{"upload_inventory": true, "next_checkin_seconds": 300}')
+    result = _enrolled_apk_agent(url, tmp_path).run_once()
+    uploads = [headers for method, path, headers in script.seen if method == "PUT"]
+    assert len(uploads) == 1
+    assert uploads[0][INVENTORY_HASH_HEADER] == result.inventory_hash
+    assert re.fullmatch("[0-9a-f]{64}", result.inventory_hash)

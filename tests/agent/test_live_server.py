@@ -211,7 +211,7 @@ def test_a_report_the_server_refuses_moves_to_rejected_with_its_message(live: Li
     agent.enroll(live.token())
     bad = gzip.compress(json.dumps({"format": "patchwarden-inventory/1", "packages": []}).encode())
     spooled = agent.spool.add(
-        "inventory", "PUT", INVENTORY_PATH, bad, content_encoding="gzip", content_hash="bad" * 4
+        "inventory", "PUT", INVENTORY_PATH, bad, content_encoding="gzip", content_hash="b" * 64
     )
 
     result = agent.run_once()

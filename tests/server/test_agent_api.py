@@ -65,6 +65,13 @@ def upload(
     )
 
 
+def checkin_json(client: TestClient, credential: str, inventory_hash: str) -> dict:
+    """A check-in announcing ``inventory_hash``; the answer's JSON."""
+    return client.post(
+        "/api/agent/v1/checkin", json={"inventory_hash": inventory_hash}, headers=bearer(credential)
+    ).json()
+
+
 def test_enroll_checkin_upload_round_trip(ctx: AppContext, app_client: TestClient) -> None:
     enrolled = enroll(app_client, make_token(ctx), fqdn="web-1.example.net", machine_id="abc")
     assert enrolled["status"] == 200
@@ -313,11 +320,7 @@ def test_resent_and_failed_reports_are_not_processed_twice(
             config=ctx.config,
         )
         failed.status, failed.error = "failed", "bad luck"
-    told = app_client.post(
-        "/api/agent/v1/checkin",
-        json={"inventory_hash": changed.content_hash()},
-        headers=bearer(credential),
-    ).json()
+    told = checkin_json(app_client, credential, changed.content_hash())
     assert told["upload_inventory"] is False
     assert told["inventory_error"] == "bad luck"
     wrong = app_client.put(
@@ -423,3 +426,104 @@ def test_the_report_processor_thread_applies_acknowledged_uploads(ctx: AppContex
         asset = session.get(AssetRow, enrolled["asset_id"])
         assert asset is not None
         assert asset.inventory_hash == hosts[1].content_hash()  # applied in arrival order
+
+
+def _declared(credential: str, digest: str) -> dict[str, str]:
+    return {
+        **bearer(credential),
+        "Content-Encoding": "gzip",
+        "Content-Type": "application/json",
+        agents.INVENTORY_HASH_HEADER: digest,
+    }
+
+
+def test_an_upload_with_its_declared_hash_is_checked_in_full_when_applied(
+    ctx: AppContext, app_client: TestClient
+) -> None:
+    """With X-Patchwarden-Inventory-Hash the 202 comes after the envelope check only; a
+    bad package field or a wrong hash then fails the report, nothing of it applied,
+    and the next check-in tells the agent why."""
+    enrolled = enroll(app_client, make_token(ctx))
+    credential, asset_id = enrolled["credential"], enrolled["asset_id"]
+    good = inventory("web-1", ("bash", "5.2-1"))
+    body = gzip.compress(json.dumps(inventory_to_json(good)).encode())
+    accepted = app_client.put(
+        "/api/agent/v1/inventory", content=body, headers=_declared(credential, good.content_hash())
+    )
+    assert accepted.status_code == 202, accepted.text
+
+    # A bad field passes the envelope check, then fails when applied.
+    bad = inventory("web-1", ("bash", "5.2-2"))
+    document = inventory_to_json(bad)
+    document["packages"][0]["version"] = "5.2 2"
+    took = app_client.put(
+        "/api/agent/v1/inventory",
+        content=gzip.compress(json.dumps(document).encode()),
+        headers=_declared(credential, bad.content_hash()),
+    )
+    assert took.status_code == 202, took.text
+    told = checkin_json(app_client, credential, bad.content_hash())
+    assert told["upload_inventory"] is False
+    assert "packages[0].version" in told["inventory_error"]
+
+    # A hash that is not the document's: refused when applied, named in the error.
+    other = inventory("web-1", ("bash", "5.2-3"))
+    wrong = "0" * 64
+    took = app_client.put(
+        "/api/agent/v1/inventory",
+        content=gzip.compress(json.dumps(inventory_to_json(other)).encode()),
+        headers=_declared(credential, wrong),
+    )
+    assert took.status_code == 202
+    told = checkin_json(app_client, credential, wrong)
+    assert other.content_hash() in told["inventory_error"]
+    assert agents.INVENTORY_HASH_HEADER in told["inventory_error"]
+
+    with ctx.db.session() as session:
+        statuses = [r.status for r in session.scalars(select(AgentReportRow).order_by("id"))]
+        assert statuses == ["processed", "failed", "failed"]
+        asset = session.get(AssetRow, asset_id)
+        assert asset is not None
+        assert asset.inventory_hash == good.content_hash()  # the failures applied nothing
+        assert session.scalar(select(func.count()).select_from(AssetPackage)) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "digest", "message"),
+    [
+        (gzip.compress(b"{not json"), "a" * 64, "not valid JSON"),
+        (b"\x1f\x8b garbage", "a" * 64, "not valid gzip"),
+        (gzip.compress(b'{"hostname": "web-1", "packages": []}'), "a" * 64, "format"),
+        (
+            gzip.compress(b'{"format": "patchwarden-inventory/1", "hostname": "web-1"}'),
+            "a" * 64,
+            "packages: missing",
+        ),
+        (
+            gzip.compress(
+                b'{"format": "patchwarden-inventory/1", "hostname": "web-1", "packages": {}}'
+            ),
+            "a" * 64,
+            "packages: expected a list",
+        ),
+        (gzip.compress(b'{"format": "patchwarden-inventory/1"}')[:-4], "a" * 64, "truncated"),
+        (gzip.compress(b"{}"), "ABC", "64 lowercase hex digits"),
+    ],
+)
+def test_an_upload_with_a_declared_hash_still_gets_its_envelope_refused_at_once(
+    ctx: AppContext, app_client: TestClient, body: bytes, digest: str, message: str
+) -> None:
+    credential = enroll(app_client, make_token(ctx))["credential"]
+    refused = app_client.put(
+        "/api/agent/v1/inventory", content=body, headers=_declared(credential, digest)
+    )
+    assert refused.status_code == 422, refused.text
+    assert message in refused.json()["error"]
+    with ctx.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(AgentReportRow)) == 0
+
+
+def test_agent_and_server_name_the_same_hash_header() -> None:
+    from patchwarden.agent.client import INVENTORY_HASH_HEADER
+
+    assert INVENTORY_HASH_HEADER == agents.INVENTORY_HASH_HEADER

@@ -38,6 +38,9 @@ API_PREFIX = "/api/agent/v1"
 ENROLL_PATH = f"{API_PREFIX}/enroll"
 CHECKIN_PATH = f"{API_PREFIX}/checkin"
 INVENTORY_PATH = f"{API_PREFIX}/inventory"
+#: Carries the inventory's content hash, so the server can acknowledge an upload
+#: before validating every package (``server.services.agents.INVENTORY_HASH_HEADER``).
+INVENTORY_HASH_HEADER = "X-Patchwarden-Inventory-Hash"
 JOBS_PATH = f"{API_PREFIX}/jobs"
 MAX_RESPONSE_BYTES = 1 << 20
 SHA256_HEADER = "X-Content-SHA256"
@@ -150,9 +153,10 @@ class ServerClient:
         credential: str = "",
         content_type: str = "application/json",
         content_encoding: str = "",
+        extra_headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Send one request and return the JSON answer (a 2xx with the same protocol)."""
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", **(extra_headers or {})}
         if body is not None:
             headers["Content-Type"] = content_type
             if content_encoding:

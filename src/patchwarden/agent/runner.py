@@ -39,6 +39,7 @@ from typing import Any
 from patchwarden.agent import AGENT_VERSION, PROTOCOL_VERSION
 from patchwarden.agent.backends.script import Downloader
 from patchwarden.agent.client import (
+    INVENTORY_HASH_HEADER,
     INVENTORY_PATH,
     ServerClient,
     job_path,
@@ -619,6 +620,11 @@ class Agent:
                     credential=credential,
                     content_type=report.content_type,
                     content_encoding=report.content_encoding,
+                    extra_headers=(
+                        {INVENTORY_HASH_HEADER: report.content_hash}
+                        if report.kind == INVENTORY_KIND and report.content_hash
+                        else None
+                    ),
                 )
             except ServerUnreachable as exc:
                 return delivered, exc

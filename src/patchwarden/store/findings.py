@@ -6,16 +6,20 @@ The pipeline (``refresh_findings``):
    NULL) is matched once — distinct (ecosystem, name, version) triples, however many
    assets share them — and the result cached in ``package_vuln``;
 2. the database joins ``asset_package`` with ``package_vuln`` to list what every asset
-   should have; that is diffed against stored findings: new ones are inserted with
-   ``first_seen = now``, vanished ones are resolved (``resolved_at = now``), returning
-   ones reopen;
+   in scope should have; that is diffed against stored findings: new ones are inserted
+   with ``first_seen = now``, vanished ones are resolved (``resolved_at = now``),
+   returning ones reopen;
 3. risk, priority and due date are recomputed from the advisory's threat and the
    asset's context, and written only where they changed.
+
+The scope is every asset, some assets, or — after an inventory update — only some
+assets' findings of the package rows the update added or removed. A package matched
+in step 1 widens the scope to every asset holding it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -63,14 +67,24 @@ class RefreshResult:
     problems: list[str] = field(default_factory=list)
 
 
+@dataclass
+class PendingMatch:
+    """What ``match_pending`` matched: the package rows, the distinct triples among them,
+    and problems worth reporting (unsupported ecosystems, bad advisory ranges)."""
+
+    package_ids: list[int] = field(default_factory=list)
+    triples: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
 def match_pending(
     session: Session,
     *,
     now: datetime,
     asset_ids: Sequence[int] | None = None,
     index: AdvisoryIndex | None = None,
-) -> tuple[int, int, list[str]]:
-    """Match package rows that have no current match; returns (packages, triples, problems)."""
+) -> PendingMatch:
+    """Match package rows that have no current match (of ``asset_ids``, default all)."""
     query = select(
         PackageRow.id,
         PackageRow.name,
@@ -93,7 +107,7 @@ def match_pending(
             )
         pending = list(dict(pending).items())
     if not pending:
-        return 0, 0, []
+        return PendingMatch()
     # Claim the rows before matching: a concurrent transaction matching the same package
     # (two hosts' reports processed at once) holds its row lock until it commits, after
     # which the row is no longer unmatched and this one skips it.
@@ -109,7 +123,7 @@ def match_pending(
         )
     pending = [(pid, package) for pid, package in pending if pid in claimed]
     if not pending:
-        return 0, 0, []
+        return PendingMatch()
 
     if index is None:
         names = {p.name for _, p in pending} | {p.source_name for _, p in pending}
@@ -150,7 +164,7 @@ def match_pending(
         ),
     )
     problems.extend(index.problems[:20])
-    return len(pending), len(memo), problems
+    return PendingMatch([pid for pid, _ in pending], len(memo), problems)
 
 
 def _advisory_row_ids(session: Session, ext_ids: Iterable[str]) -> dict[str, int]:
@@ -266,28 +280,79 @@ def accepted_findings(
     return covered
 
 
+#: A part of the fleet a refresh re-evaluates: assets (``None``: all) and, optionally,
+#: only their findings of some package rows.
+_Scope = tuple[list[int] | None, list[int] | None]
+
+
+def _holders(session: Session, package_ids: Sequence[int], *, besides: Sequence[int]) -> list[int]:
+    """Assets other than ``besides`` that hold any of ``package_ids``."""
+    found: set[int] = set()
+    for batch in chunks(sorted(package_ids)):
+        found.update(
+            session.scalars(
+                select(AssetPackage.asset_id).where(AssetPackage.package_id.in_(batch)).distinct()
+            )
+        )
+    return sorted(found - set(besides))
+
+
+def _scopes(
+    session: Session,
+    asset_ids: Sequence[int] | None,
+    packages: Collection[int] | None,
+    rematched: Sequence[int],
+) -> list[_Scope]:
+    if asset_ids is None:
+        return [(None, None)]
+    own = sorted(set(asset_ids))
+    scopes: list[_Scope] = []
+    if packages is None:
+        scopes.append((own, None))
+    elif packages or rematched:
+        scopes.append((own, sorted(set(packages) | set(rematched))))
+    if rematched:
+        # A package matched now may be held by other assets too (its match was
+        # invalidated by an advisory import that has not refreshed them yet): their
+        # findings of it change as well.
+        others = _holders(session, rematched, besides=own)
+        if others:
+            scopes.append((others, sorted(rematched)))
+    return scopes
+
+
 def refresh_findings(
     session: Session,
     *,
     now: datetime,
     asset_ids: Sequence[int] | None = None,
+    packages: Collection[int] | None = None,
     policy: risk.SloPolicy | None = None,
     index: AdvisoryIndex | None = None,
 ) -> RefreshResult:
-    """Bring findings of the given assets (default: all) up to date; see module doc."""
+    """Bring findings of the given assets (default: all) up to date; see module doc.
+
+    With ``packages`` (package row ids, e.g. those an inventory update added and
+    removed) only the given assets' findings of those packages are re-evaluated — all
+    that an inventory change can alter; rescoring the rest (new intel, a changed asset
+    context) is a refresh without ``packages``.
+    """
     policy = policy or risk.SloPolicy()
     result = RefreshResult()
-    result.packages_matched, result.triples_matched, result.problems = match_pending(
-        session, now=now, asset_ids=asset_ids, index=index
-    )
+    matched = match_pending(session, now=now, asset_ids=asset_ids, index=index)
+    result.packages_matched = len(matched.package_ids)
+    result.triples_matched = matched.triples
+    result.problems = matched.problems
+    scopes = _scopes(session, asset_ids, packages, matched.package_ids)
 
     contexts: dict[int, AssetContext] = {}
     asset_query = select(AssetRow)
-    if asset_ids is None:
-        for asset in session.scalars(asset_query):
-            contexts[asset.id] = asset_context(asset)
-    else:
-        for batch in chunks(sorted(set(asset_ids))):
+    for scope_assets, _packages in scopes:
+        if scope_assets is None:
+            for asset in session.scalars(asset_query):
+                contexts[asset.id] = asset_context(asset)
+            continue
+        for batch in chunks(scope_assets):
             for asset in session.scalars(asset_query.where(AssetRow.id.in_(batch))):
                 contexts[asset.id] = asset_context(asset)
     result.assets = len(contexts)
@@ -312,22 +377,20 @@ def refresh_findings(
     connection = session.connection()
     desired: list[tuple[int, int, int]] = []
     existing: dict[tuple[int, int, int], tuple[Any, ...]] = {}
-    batches: list[list[int] | None] = (
-        [None] if asset_ids is None else list(chunks(sorted(contexts)))
-    )
-    for asset_batch in batches:
-        wanted = (
-            desired_query
-            if asset_batch is None
-            else desired_query.where(AssetPackage.asset_id.in_(asset_batch))
-        )
-        stored = (
-            existing_query
-            if asset_batch is None
-            else existing_query.where(FindingRow.asset_id.in_(asset_batch))
-        )
-        desired.extend(map(tuple, connection.execute(wanted)))
-        existing.update(((r[1], r[2], r[3]), tuple(r)) for r in connection.execute(stored))
+    for scope_assets, scope_packages in scopes:
+        asset_batches = [None] if scope_assets is None else list(chunks(scope_assets))
+        package_batches = [None] if scope_packages is None else list(chunks(scope_packages))
+        for asset_batch in asset_batches:
+            for package_batch in package_batches:
+                wanted, stored = desired_query, existing_query
+                if asset_batch is not None:
+                    wanted = wanted.where(AssetPackage.asset_id.in_(asset_batch))
+                    stored = stored.where(FindingRow.asset_id.in_(asset_batch))
+                if package_batch is not None:
+                    wanted = wanted.where(AssetPackage.package_id.in_(package_batch))
+                    stored = stored.where(FindingRow.package_id.in_(package_batch))
+                desired.extend(map(tuple, connection.execute(wanted)))
+                existing.update(((r[1], r[2], r[3]), tuple(r)) for r in connection.execute(stored))
 
     threats = threats_for(session, {adv for _, _, adv in desired})
     accepted = accepted_findings(session, desired, now=now)

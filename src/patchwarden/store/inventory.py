@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -35,7 +36,7 @@ class PackageIds:
     """A cache of package identity → row id, shared across many inventories.
 
     Loading a fleet calls ``ensure`` once per host; rows already seen are never queried
-    again, so the cost is one query per batch of new names.
+    again, so the cost is one query per batch of packages not seen before.
     """
 
     _NAMES = ("ecosystem", "name", "version", "arch", "source_name", "source_version")
@@ -44,10 +45,19 @@ class PackageIds:
     def __init__(self) -> None:
         self._ids: dict[PackageIdentity, int] = {}
 
-    def _load(self, session: Session, names: set[str]) -> None:
-        for batch in chunks(sorted(names)):
+    def _load(self, session: Session, keys: Iterable[PackageIdentity]) -> None:
+        """Read the row ids of these identities (those that exist).
+
+        Filtering on ecosystem, name and version lets the unique index answer; the
+        few other combinations of those values the query returns are kept as well.
+        """
+        for batch in chunks(sorted(keys), 500):
             for row in session.execute(
-                select(PackageRow.id, *self._COLUMNS).where(PackageRow.name.in_(batch))
+                select(PackageRow.id, *self._COLUMNS).where(
+                    PackageRow.ecosystem.in_(sorted({key[0] for key in batch})),
+                    PackageRow.name.in_(sorted({key[1] for key in batch})),
+                    PackageRow.version.in_(sorted({key[2] for key in batch})),
+                )
             ):
                 self._ids[tuple(row[1:])] = row[0]
 
@@ -72,7 +82,7 @@ class PackageIds:
         wanted = [identity(p) for p in packages]
         missing = {key for key in wanted if key not in self._ids}
         if missing:
-            self._load(session, {key[1] for key in missing})
+            self._load(session, missing)
             still = sorted(key for key in missing if key not in self._ids)
             if still:
                 # Another transaction may insert the same package meanwhile (two hosts
@@ -85,7 +95,7 @@ class PackageIds:
                     )
                     for row in rows:
                         self._ids[tuple(row[1:])] = row[0]
-                self._load(session, {key[1] for key in still if key not in self._ids})
+                self._load(session, [key for key in still if key not in self._ids])
         lost = [key for key in missing if key not in self._ids]
         if lost:
             raise RuntimeError(f"package rows vanished while recording an inventory: {lost[:3]}")
@@ -131,7 +141,24 @@ def asset_context(row: AssetRow) -> AssetContext:
     return AssetContext(criticality=row.criticality, exposure=exposure, data_class=data_class)
 
 
-def record_inventory(
+@dataclass(frozen=True)
+class StoredInventory:
+    """What storing an inventory changed: the asset, and which package rows it gained
+    and lost (both empty when the package set is unchanged)."""
+
+    asset_id: int
+    added: tuple[int, ...] = ()
+    removed: tuple[int, ...] = ()
+    changed: bool = False
+
+
+def record_inventory(session: Session, inventory: Inventory, **options: Any) -> tuple[int, bool]:
+    """``store_inventory`` (same options), returning ``(asset_id, changed)`` only."""
+    stored = store_inventory(session, inventory, **options)
+    return stored.asset_id, stored.changed
+
+
+def store_inventory(
     session: Session,
     inventory: Inventory,
     *,
@@ -142,15 +169,15 @@ def record_inventory(
     data_class: str | None = None,
     source: str = "scan",
     package_ids: PackageIds | None = None,
-) -> tuple[int, bool]:
+    content_hash: str | None = None,
+) -> StoredInventory:
     """Store an inventory for its asset (created when new, found by hostname).
 
     ``criticality``, ``exposure`` and ``data_class`` overwrite the stored context when
-    given; otherwise the asset keeps its own (defaults 3, internal, internal).
-
-    Returns ``(asset_id, changed)`` where ``changed`` says whether the set of installed
-    packages differs from what was stored (unchanged inventories touch only
-    last_seen and host facts).
+    given; otherwise the asset keeps its own (defaults 3, internal, internal). An
+    unchanged inventory (same content hash; pass ``content_hash`` when already known)
+    touches only last_seen and host facts. The result names the package rows added and
+    removed, which is all a findings refresh of this asset has to look at.
     """
     if asset_id is not None:
         asset = get_asset(session, asset_id)
@@ -181,15 +208,16 @@ def record_inventory(
     asset.last_inventory = now
     session.flush()
 
-    content_hash = inventory.content_hash()
-    if asset.inventory_hash == content_hash:
-        return asset.id, False
-    asset.inventory_hash = content_hash
+    digest = content_hash or inventory.content_hash()
+    if asset.inventory_hash == digest:
+        return StoredInventory(asset.id)
+    asset.inventory_hash = digest
 
     cache = package_ids or PackageIds()
     current = cache.held_by(session, asset.id)
     wanted = set(cache.ensure(session, inventory.packages))
     removed = sorted(current - wanted)
+    added = sorted(wanted - current)
     for batch in chunks(removed):
         session.execute(
             delete(AssetPackage).where(
@@ -197,12 +225,9 @@ def record_inventory(
             )
         )
     insert_rows(
-        session,
-        AssetPackage,
-        ("asset_id", "package_id"),
-        ((asset.id, pid) for pid in sorted(wanted - current)),
+        session, AssetPackage, ("asset_id", "package_id"), ((asset.id, pid) for pid in added)
     )
-    return asset.id, True
+    return StoredInventory(asset.id, tuple(added), tuple(removed), changed=True)
 
 
 def asset_packages(session: Session, asset_id: int) -> list[InstalledPackage]:

@@ -135,7 +135,10 @@ class AffectedRangeRow(Base):
     """
 
     __tablename__ = "affected_range"
-    __table_args__ = (Index("ix_affected_range_eco_name", "ecosystem", "name"),)
+    __table_args__ = (
+        Index("ix_affected_range_eco_name", "ecosystem", "name"),
+        Index("ix_affected_range_name", "name"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     advisory_id: Mapped[int] = mapped_column(
@@ -155,7 +158,10 @@ class AffectedVersionRow(Base):
     """An explicitly listed affected version (OSV ``versions``)."""
 
     __tablename__ = "affected_version"
-    __table_args__ = (Index("ix_affected_version_eco_name", "ecosystem", "name"),)
+    __table_args__ = (
+        Index("ix_affected_version_eco_name", "ecosystem", "name"),
+        Index("ix_affected_version_name", "name"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     advisory_id: Mapped[int] = mapped_column(

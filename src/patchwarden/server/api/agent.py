@@ -150,7 +150,13 @@ async def checkin(
 async def upload_inventory(
     request: Request, agent: Agent, session: DbSession, background: BackgroundTasks
 ) -> dict[str, Any]:
-    """Upload this host's full inventory (gzip JSON); processed after the 202."""
+    """Upload this host's full inventory (gzip JSON); processed after the 202.
+
+    With an ``X-Patchwarden-Inventory-Hash`` header (the inventory's content hash) only
+    the gzip stream and the document's top level are checked before the 202; the rest
+    is validated when the report is applied, and a refusal then is reported by the next
+    check-in (``inventory_error``). Without it the whole document is validated first.
+    """
     ctx = context(request)
     limit = ctx.config.max_inventory_bytes
     protocol = request.headers.get("X-Patchwarden-Protocol")
@@ -172,6 +178,7 @@ async def upload_inventory(
         encoding=request.headers.get("Content-Encoding", ""),
         now=ctx.now(),
         config=ctx.config,
+        declared_hash=request.headers.get(agents.INVENTORY_HASH_HEADER),
     )
     report_id = report.id
     # Committed before the 202 goes out (and before the processor can see it), so an

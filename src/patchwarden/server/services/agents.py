@@ -15,6 +15,7 @@ Protocol version 1 (docs/agent-protocol.md):
 from __future__ import annotations
 
 import gzip
+import re
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,7 +25,7 @@ import orjson
 from sqlalchemy import Boolean, Connection, Integer, String, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
-from patchwarden.collect.jsonfmt import inventory_from_json
+from patchwarden.collect.jsonfmt import check_envelope, inventory_from_json
 from patchwarden.core.errors import (
     AuthenticationRequired,
     InventoryError,
@@ -48,7 +49,7 @@ from patchwarden.store.audit import Actor
 from patchwarden.store.db import Database
 from patchwarden.store.findings import refresh_findings
 from patchwarden.store.groups import recompute_for_assets
-from patchwarden.store.inventory import find_asset, record_inventory
+from patchwarden.store.inventory import find_asset, store_inventory
 from patchwarden.store.models import (
     AgentCredentialRow,
     AgentReportRow,
@@ -59,6 +60,9 @@ from patchwarden.store.models import (
 )
 
 PROTOCOL_VERSION = 1
+#: The upload header carrying the inventory's content hash (``Inventory.content_hash``).
+INVENTORY_HASH_HEADER = "X-Patchwarden-Inventory-Hash"
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _DEFAULT_KEYS = (
     "criticality",
     "exposure",
@@ -564,26 +568,38 @@ def _invalid_credential() -> AuthenticationRequired:
     return AuthenticationRequired("agent credential invalid or revoked", hint="re-enroll the agent")
 
 
-def decode_inventory(body: bytes, *, encoding: str, config: ServerConfig) -> Inventory:
-    """Decompress and validate an uploaded inventory; ``InventoryError`` on any problem."""
+def _inflate(body: bytes, *, encoding: str, config: ServerConfig) -> bytes:
+    """The upload's JSON bytes: gunzipped when gzip, within the size limits."""
     if len(body) > config.max_inventory_bytes:
         raise PayloadTooLarge(
             f"inventory upload of {len(body)} bytes exceeds the {config.max_inventory_bytes} limit"
         )
-    raw = body
-    if encoding == "gzip" or body[:2] == b"\x1f\x8b":
-        try:
-            decompressor = zlib.decompressobj(wbits=31)
-            raw = decompressor.decompress(body, config.max_inventory_uncompressed + 1)
-        except zlib.error as exc:
-            raise InventoryError(f"inventory is not valid gzip: {exc}") from exc
-        if len(raw) > config.max_inventory_uncompressed or decompressor.unconsumed_tail:
-            raise PayloadTooLarge("inventory is too large once decompressed")
+    if not (encoding == "gzip" or body[:2] == b"\x1f\x8b"):
+        return body
     try:
-        data = orjson.loads(raw)
+        decompressor = zlib.decompressobj(wbits=31)
+        raw = decompressor.decompress(body, config.max_inventory_uncompressed + 1)
+    except zlib.error as exc:
+        raise InventoryError(f"inventory is not valid gzip: {exc}") from exc
+    if len(raw) > config.max_inventory_uncompressed or decompressor.unconsumed_tail:
+        raise PayloadTooLarge("inventory is too large once decompressed")
+    if not decompressor.eof:
+        raise InventoryError("inventory gzip stream is truncated")
+    return raw
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise InventoryError(f"inventory is not valid JSON: {exc}") from exc
-    return inventory_from_json(data, source="agent upload")
+
+
+def decode_inventory(body: bytes, *, encoding: str, config: ServerConfig) -> Inventory:
+    """Decompress and validate an uploaded inventory; ``InventoryError`` on any problem."""
+    return inventory_from_json(
+        _json(_inflate(body, encoding=encoding, config=config)), source="agent upload"
+    )
 
 
 def accept_inventory(
@@ -594,9 +610,28 @@ def accept_inventory(
     encoding: str,
     now: datetime,
     config: ServerConfig,
+    declared_hash: str | None = None,
 ) -> AgentReportRow:
-    """Validate an upload and store it raw for processing; returns the report row."""
-    content_hash = decode_inventory(body, encoding=encoding, config=config).content_hash()
+    """Check an upload and store it raw for processing; returns the report row.
+
+    With ``declared_hash`` (the inventory's content hash as the agent computed it, sent
+    in ``X-Patchwarden-Inventory-Hash``) only the gzip stream and the document's top
+    level are checked here; every package field is validated, and the hash verified,
+    when the report is applied — a report failing then is refused at the agent's next
+    check-in. Without it the whole document is validated before the report is stored.
+    """
+    if declared_hash is None:
+        content_hash = decode_inventory(body, encoding=encoding, config=config).content_hash()
+    else:
+        if not _SHA256_HEX.fullmatch(declared_hash):
+            raise InventoryError(
+                f"{INVENTORY_HASH_HEADER} must be the inventory's content hash "
+                f"(64 lowercase hex digits), got {declared_hash[:80]!r}"
+            )
+        check_envelope(
+            _json(_inflate(body, encoding=encoding, config=config)), source="agent upload"
+        )
+        content_hash = declared_hash
     duplicate = session.scalars(
         select(AgentReportRow).where(
             AgentReportRow.asset_id == asset_id,
@@ -631,11 +666,11 @@ def process_report(database: Database, report_id: int, *, now: datetime) -> str:
             update(AgentReportRow)
             .where(AgentReportRow.id == report_id, AgentReportRow.status == "pending")
             .values(status="processing")
-            .returning(AgentReportRow.asset_id, AgentReportRow.payload)
+            .returning(AgentReportRow.asset_id, AgentReportRow.payload, AgentReportRow.content_hash)
         ).first()
     if claimed is None:
         return "skipped"
-    asset_id, payload = claimed
+    asset_id, payload, declared_hash = claimed
     try:
         with database.session() as session:
             inventory = decode_inventory(
@@ -646,8 +681,25 @@ def process_report(database: Database, report_id: int, *, now: datetime) -> str:
                     max_inventory_uncompressed=1 << 31,
                 ),
             )
-            record_inventory(session, inventory, now=now, asset_id=asset_id, source="agent")
-            refresh_findings(session, now=now, asset_ids=[asset_id])
+            content_hash = inventory.content_hash()
+            if content_hash != declared_hash:
+                raise InventoryError(
+                    f"the inventory's content hash is {content_hash}, its upload declared "
+                    f"{declared_hash} ({INVENTORY_HASH_HEADER}); nothing was applied",
+                    hint="the agent and the server must compute the hash the same way: "
+                    "upgrade the agent",
+                )
+            stored = store_inventory(
+                session,
+                inventory,
+                now=now,
+                asset_id=asset_id,
+                source="agent",
+                content_hash=content_hash,
+            )
+            refresh_findings(
+                session, now=now, asset_ids=[asset_id], packages=stored.added + stored.removed
+            )
             recompute_for_assets(session, [asset_id])
             session.execute(
                 update(AgentReportRow)
@@ -661,7 +713,7 @@ def process_report(database: Database, report_id: int, *, now: datetime) -> str:
                 now=now,
                 target_type="asset",
                 target_id=asset_id,
-                after={"packages": len(inventory.packages), "hash": inventory.content_hash()},
+                after={"packages": len(inventory.packages), "hash": content_hash},
             )
         return "processed"
     except Exception as exc:
