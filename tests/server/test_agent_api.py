@@ -527,3 +527,43 @@ def test_agent_and_server_name_the_same_hash_header() -> None:
     from patchwarden.agent.client import INVENTORY_HASH_HEADER
 
     assert INVENTORY_HASH_HEADER == agents.INVENTORY_HASH_HEADER
+
+
+def _acknowledged(ctx: AppContext, asset_id: int, inv: Inventory) -> int:
+    """Store a report as the upload route does, without applying it."""
+    with ctx.db.session() as session:
+        return agents.accept_inventory(
+            session,
+            asset_id,
+            gzip.compress(json.dumps(inventory_to_json(inv)).encode()),
+            encoding="gzip",
+            now=ctx.now(),
+            config=ctx.config,
+        ).id
+
+
+@pytest.mark.parametrize("newer_first", [False, True])
+def test_an_older_report_of_a_host_never_overwrites_a_newer_one(
+    ctx: AppContext, app_client: TestClient, newer_first: bool
+) -> None:
+    """Two reports of one host waiting (a backlog, or two server processes): whichever
+    is taken first, the older one is superseded and the newer one applied."""
+    enrolled = enroll(app_client, make_token(ctx))
+    asset_id = enrolled["asset_id"]
+    old = inventory("web-1", ("bash", "5.2-1"))
+    new = inventory("web-1", ("bash", "5.2-2"), ("curl", "7.88.1-10"))
+    old_id, new_id = _acknowledged(ctx, asset_id, old), _acknowledged(ctx, asset_id, new)
+    order = [new_id, old_id] if newer_first else [old_id, new_id]
+    outcomes = {rid: agents.process_report(ctx.db, rid, now=ctx.now()) for rid in order}
+    assert outcomes == {old_id: "superseded", new_id: "processed"}
+    with ctx.db.session() as session:
+        asset = session.get(AssetRow, asset_id)
+        assert asset is not None
+        assert asset.inventory_hash == new.content_hash()
+        assert session.scalar(select(func.count()).select_from(AssetPackage)) == 2
+        superseded = session.get(AgentReportRow, old_id)
+        assert superseded is not None
+        assert superseded.error == f"report {new_id} is newer"
+        assert superseded.payload == b""
+    # An agent back on the old inventory (a rollback) is asked for it again.
+    assert checkin_json(app_client, enrolled["credential"], old.content_hash())["upload_inventory"]

@@ -427,7 +427,7 @@ def _answer(
             .order_by(AgentReportRow.id.desc())
             .limit(1)
         ).first()
-        if latest is None or latest[0] == "processed":
+        if latest is None or latest[0] in ("processed", "superseded"):
             # New, or an inventory the host had before (e.g. after a rollback): the
             # stored one is out of date either way.
             upload = True
@@ -659,7 +659,10 @@ def process_report(database: Database, report_id: int, *, now: datetime) -> str:
     """Apply one pending report in one transaction; returns its final status.
 
     A report that fails is marked ``failed`` with the reason (in a second transaction);
-    nothing of it is applied.
+    nothing of it is applied. A report with a newer report of the same host applied,
+    being applied or waiting is ``superseded`` and not applied: an inventory is a
+    whole snapshot, and under a backlog (or with server processes applying reports of
+    one host in another order) the older one would overwrite the newer.
     """
     with database.session() as session:
         claimed = session.execute(
@@ -673,6 +676,12 @@ def process_report(database: Database, report_id: int, *, now: datetime) -> str:
     asset_id, payload, declared_hash = claimed
     try:
         with database.session() as session:
+            newer = _newer_report(session, asset_id, report_id)
+            if newer is not None:
+                _finish_report(
+                    session, report_id, "superseded", now, error=f"report {newer} is newer"
+                )
+                return "superseded"
             inventory = decode_inventory(
                 payload,
                 encoding="gzip",
@@ -701,11 +710,7 @@ def process_report(database: Database, report_id: int, *, now: datetime) -> str:
                 session, now=now, asset_ids=[asset_id], packages=stored.added + stored.removed
             )
             recompute_for_assets(session, [asset_id])
-            session.execute(
-                update(AgentReportRow)
-                .where(AgentReportRow.id == report_id)
-                .values(status="processed", processed_at=now, payload=b"")
-            )
+            _finish_report(session, report_id, "processed", now)
             audit.record(
                 session,
                 Actor(f"agent:{asset_id}", "agent"),
@@ -718,16 +723,38 @@ def process_report(database: Database, report_id: int, *, now: datetime) -> str:
         return "processed"
     except Exception as exc:
         with database.session() as session:
-            session.execute(
-                update(AgentReportRow)
-                .where(AgentReportRow.id == report_id)
-                .values(
-                    status="failed", error=f"{type(exc).__name__}: {exc}"[:2000], processed_at=now
-                )
-            )
+            _finish_report(session, report_id, "failed", now, error=f"{type(exc).__name__}: {exc}")
         if isinstance(exc, (InventoryError, ValidationFailed)):
             return "failed"
         raise
+
+
+def _newer_report(session: Session, asset_id: int, report_id: int) -> int | None:
+    """A report of ``asset_id`` newer than ``report_id`` that is waiting, being applied
+    or applied. The asset's row is locked first, so that of two processes applying
+    reports of one host the second waits for the first and then sees its report."""
+    session.execute(select(AssetRow.id).where(AssetRow.id == asset_id).with_for_update())
+    return session.scalar(
+        select(AgentReportRow.id)
+        .where(
+            AgentReportRow.asset_id == asset_id,
+            AgentReportRow.id > report_id,
+            AgentReportRow.status.in_(["pending", "processing", "processed"]),
+        )
+        .limit(1)
+    )
+
+
+def _finish_report(
+    session: Session, report_id: int, status: str, now: datetime, *, error: str | None = None
+) -> None:
+    """Record a report's final status; its payload is no longer needed unless it failed."""
+    values: dict[str, Any] = {"status": status, "processed_at": now}
+    if error is not None:
+        values["error"] = error[:2000]
+    if status != "failed":
+        values["payload"] = b""
+    session.execute(update(AgentReportRow).where(AgentReportRow.id == report_id).values(**values))
 
 
 def process_pending(
