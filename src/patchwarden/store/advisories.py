@@ -16,7 +16,7 @@ from patchwarden.core import ecosystems
 from patchwarden.core.matching import AdvisoryIndex
 from patchwarden.core.model import Advisory, Affected, AffectedRange, Event, Severity
 from patchwarden.core.osv import Interval, flatten_affected
-from patchwarden.store.bulk import chunks, insert_rows
+from patchwarden.store.bulk import chunks, insert_rows, one_of
 from patchwarden.store.models import (
     AdvisoryAlias,
     AdvisoryRow,
@@ -161,7 +161,7 @@ def import_advisories(session: Session, advisories: Sequence[Advisory]) -> Advis
         for row_id, ext_id, modified, digest in session.execute(
             select(
                 AdvisoryRow.id, AdvisoryRow.ext_id, AdvisoryRow.modified, AdvisoryRow.content_hash
-            ).where(AdvisoryRow.ext_id.in_(batch))
+            ).where(one_of(session, AdvisoryRow.ext_id, batch))
         ):
             existing[ext_id] = (row_id, modified, digest)
 
@@ -181,10 +181,10 @@ def import_advisories(session: Session, advisories: Sequence[Advisory]) -> Advis
         for id_batch in chunks(ids):
             for eco, name in session.execute(
                 select(AffectedRangeRow.ecosystem, AffectedRangeRow.name)
-                .where(AffectedRangeRow.advisory_id.in_(id_batch))
+                .where(one_of(session, AffectedRangeRow.advisory_id, id_batch))
                 .union(
                     select(AffectedVersionRow.ecosystem, AffectedVersionRow.name).where(
-                        AffectedVersionRow.advisory_id.in_(id_batch)
+                        one_of(session, AffectedVersionRow.advisory_id, id_batch)
                     )
                 )
             ):
@@ -296,14 +296,21 @@ def invalidate_matches(session: Session, touched: Iterable[NameKey]) -> int:
                 session.scalars(
                     select(PackageRow.id).where(
                         eco_clause,
-                        or_(PackageRow.name.in_(batch), PackageRow.source_name.in_(batch)),
+                        or_(
+                            one_of(session, PackageRow.name, batch),
+                            one_of(session, PackageRow.source_name, batch),
+                        ),
                     )
                 )
             )
     for pid_batch in chunks(sorted(package_ids)):
-        session.execute(delete(PackageVuln).where(PackageVuln.package_id.in_(pid_batch)))
         session.execute(
-            update(PackageRow).where(PackageRow.id.in_(pid_batch)).values(matched_at=None)
+            delete(PackageVuln).where(one_of(session, PackageVuln.package_id, pid_batch))
+        )
+        session.execute(
+            update(PackageRow)
+            .where(one_of(session, PackageRow.id, pid_batch))
+            .values(matched_at=None)
         )
     return len(package_ids)
 
@@ -371,9 +378,11 @@ def load_index(session: Session, names: Iterable[str] | None = None) -> Advisory
         return index
     wanted = sorted({n for n in names if n} | {n.lower() for n in names if n})
     for batch in chunks(wanted):
-        add_ranges(session.execute(range_query.where(AffectedRangeRow.name.in_(batch))))
+        add_ranges(
+            session.execute(range_query.where(one_of(session, AffectedRangeRow.name, batch)))
+        )
         for ext_id, eco, name, version in session.execute(
-            version_query.where(AffectedVersionRow.name.in_(batch))
+            version_query.where(one_of(session, AffectedVersionRow.name, batch))
         ):
             index.add_version(ext_id, eco, name, version)
     return index

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Boolean, Date
-from sqlalchemy.orm import Session
+from sqlalchemy import ARRAY, Boolean, ColumnElement, Connection, Date, any_, bindparam
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from patchwarden.store.models import Base, UtcDateTime, table_of
 
@@ -32,6 +32,21 @@ def chunks(items: Sequence[T] | Iterable[T], size: int = CHUNK) -> Iterator[list
             batch = []
     if batch:
         yield batch
+
+
+def one_of(
+    session: Session | Connection, column: InstrumentedAttribute[Any], values: Sequence[Any]
+) -> ColumnElement[bool]:
+    """``column IN values``; on PostgreSQL ``column = ANY(:array)``.
+
+    An ``IN`` list is compiled by SQLAlchemy and parsed by psycopg again for every new
+    length; the array is one parameter, so the statement text stays the same and both
+    come from their caches (a fifth of applying an agent report went there).
+    """
+    dialect = session.get_bind().dialect if isinstance(session, Session) else session.dialect
+    if dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(values)
 
 
 def _converters(

@@ -34,7 +34,7 @@ from patchwarden.core.errors import UnsupportedEcosystem, ValidationFailed
 from patchwarden.core.matching import AdvisoryIndex
 from patchwarden.core.model import AssetContext, CvssScore, InstalledPackage
 from patchwarden.store.advisories import load_index
-from patchwarden.store.bulk import chunks, insert_rows
+from patchwarden.store.bulk import chunks, insert_rows, one_of
 from patchwarden.store.intel import get_intel
 from patchwarden.store.inventory import asset_context
 from patchwarden.store.models import (
@@ -100,7 +100,9 @@ def match_pending(
         pending = [(row[0], InstalledPackage(*row[1:])) for row in rows]
     else:
         for batch in chunks(sorted(set(asset_ids))):
-            sub = select(AssetPackage.package_id).where(AssetPackage.asset_id.in_(batch))
+            sub = select(AssetPackage.package_id).where(
+                one_of(session, AssetPackage.asset_id, batch)
+            )
             pending.extend(
                 (row[0], InstalledPackage(*row[1:]))
                 for row in session.execute(query.where(PackageRow.id.in_(sub)))
@@ -116,7 +118,7 @@ def match_pending(
         claimed.update(
             session.scalars(
                 update(PackageRow)
-                .where(PackageRow.id.in_(batch), PackageRow.matched_at.is_(None))
+                .where(one_of(session, PackageRow.id, batch), PackageRow.matched_at.is_(None))
                 .values(matched_at=now)
                 .returning(PackageRow.id)
             )
@@ -171,7 +173,9 @@ def _advisory_row_ids(session: Session, ext_ids: Iterable[str]) -> dict[str, int
     found: dict[str, int] = {}
     for batch in chunks(sorted(ext_ids)):
         for row_id, ext_id in session.execute(
-            select(AdvisoryRow.id, AdvisoryRow.ext_id).where(AdvisoryRow.ext_id.in_(batch))
+            select(AdvisoryRow.id, AdvisoryRow.ext_id).where(
+                one_of(session, AdvisoryRow.ext_id, batch)
+            )
         ):
             found[ext_id] = row_id
     return found
@@ -202,7 +206,7 @@ def threats_for(session: Session, advisory_ids: Iterable[int]) -> dict[int, risk
                     AdvisoryRow.severity,
                     AdvisoryRow.database_severity,
                     AdvisoryRow.affected,
-                ).where(AdvisoryRow.id.in_(batch))
+                ).where(one_of(session, AdvisoryRow.id, batch))
             )
         )
     cves: dict[int, list[str]] = {}
@@ -240,7 +244,7 @@ def accepted_findings(
     for batch in chunks(asset_ids):
         for asset_id, group_id in session.execute(
             select(AssetGroupMember.asset_id, AssetGroupMember.group_id).where(
-                AssetGroupMember.asset_id.in_(batch)
+                one_of(session, AssetGroupMember.asset_id, batch)
             )
         ):
             groups.setdefault(asset_id, set()).add(group_id)
@@ -248,7 +252,7 @@ def accepted_findings(
     for batch in chunks(sorted({p for _, p, _ in keys})):
         for package_id, name, source in session.execute(
             select(PackageRow.id, PackageRow.name, PackageRow.source_name).where(
-                PackageRow.id.in_(batch)
+                one_of(session, PackageRow.id, batch)
             )
         ):
             names[package_id] = {name, source} - {""}
@@ -257,7 +261,7 @@ def accepted_findings(
         for row_id, ext_id, aliases, related in session.execute(
             select(
                 AdvisoryRow.id, AdvisoryRow.ext_id, AdvisoryRow.aliases, AdvisoryRow.related
-            ).where(AdvisoryRow.id.in_(batch))
+            ).where(one_of(session, AdvisoryRow.id, batch))
         ):
             advisory_names[row_id] = {ext_id, *aliases, *related}
     covered = set()
@@ -291,7 +295,9 @@ def _holders(session: Session, package_ids: Sequence[int], *, besides: Sequence[
     for batch in chunks(sorted(package_ids)):
         found.update(
             session.scalars(
-                select(AssetPackage.asset_id).where(AssetPackage.package_id.in_(batch)).distinct()
+                select(AssetPackage.asset_id)
+                .where(one_of(session, AssetPackage.package_id, batch))
+                .distinct()
             )
         )
     return sorted(found - set(besides))
@@ -353,7 +359,7 @@ def refresh_findings(
                 contexts[asset.id] = asset_context(asset)
             continue
         for batch in chunks(scope_assets):
-            for asset in session.scalars(asset_query.where(AssetRow.id.in_(batch))):
+            for asset in session.scalars(asset_query.where(one_of(session, AssetRow.id, batch))):
                 contexts[asset.id] = asset_context(asset)
     result.assets = len(contexts)
     if not contexts:
@@ -384,11 +390,11 @@ def refresh_findings(
             for package_batch in package_batches:
                 wanted, stored = desired_query, existing_query
                 if asset_batch is not None:
-                    wanted = wanted.where(AssetPackage.asset_id.in_(asset_batch))
-                    stored = stored.where(FindingRow.asset_id.in_(asset_batch))
+                    wanted = wanted.where(one_of(session, AssetPackage.asset_id, asset_batch))
+                    stored = stored.where(one_of(session, FindingRow.asset_id, asset_batch))
                 if package_batch is not None:
-                    wanted = wanted.where(AssetPackage.package_id.in_(package_batch))
-                    stored = stored.where(FindingRow.package_id.in_(package_batch))
+                    wanted = wanted.where(one_of(session, AssetPackage.package_id, package_batch))
+                    stored = stored.where(one_of(session, FindingRow.package_id, package_batch))
                 desired.extend(map(tuple, connection.execute(wanted)))
                 existing.update(((r[1], r[2], r[3]), tuple(r)) for r in connection.execute(stored))
 

@@ -13,7 +13,7 @@ from patchwarden.core.errors import Conflict, NotFound, ValidationFailed
 from patchwarden.core.groups import AssetFacts, matches, validate_filter
 from patchwarden.store import audit
 from patchwarden.store.audit import Actor
-from patchwarden.store.bulk import chunks, insert_rows
+from patchwarden.store.bulk import chunks, insert_rows, one_of
 from patchwarden.store.lookup import by_id_or_name
 from patchwarden.store.models import AssetGroupMember, AssetGroupRow, AssetRow
 
@@ -172,7 +172,9 @@ def delete_group(session: Session, actor: Actor, group: AssetGroupRow, *, now: d
 def _existing_assets(session: Session, asset_ids: Iterable[int]) -> set[int]:
     found: set[int] = set()
     for batch in chunks(sorted(set(asset_ids))):
-        found.update(session.scalars(select(AssetRow.id).where(AssetRow.id.in_(batch))))
+        found.update(
+            session.scalars(select(AssetRow.id).where(one_of(session, AssetRow.id, batch)))
+        )
     return found
 
 
@@ -210,7 +212,8 @@ def _change_static(
     for batch in chunks(sorted(set(remove) & current)):
         session.execute(
             delete(AssetGroupMember).where(
-                AssetGroupMember.group_id == group.id, AssetGroupMember.asset_id.in_(batch)
+                AssetGroupMember.group_id == group.id,
+                one_of(session, AssetGroupMember.asset_id, batch),
             )
         )
     insert_rows(
@@ -250,7 +253,7 @@ def recompute_for_assets(session: Session, asset_ids: Iterable[int]) -> None:
         return
     assets: list[AssetRow] = []
     for batch in chunks(ids):
-        assets.extend(session.scalars(select(AssetRow).where(AssetRow.id.in_(batch))))
+        assets.extend(session.scalars(select(AssetRow).where(one_of(session, AssetRow.id, batch))))
     for group in groups:
         current: set[int] = set()
         for batch in chunks(ids):
@@ -258,7 +261,7 @@ def recompute_for_assets(session: Session, asset_ids: Iterable[int]) -> None:
                 session.scalars(
                     select(AssetGroupMember.asset_id).where(
                         AssetGroupMember.group_id == group.id,
-                        AssetGroupMember.asset_id.in_(batch),
+                        one_of(session, AssetGroupMember.asset_id, batch),
                     )
                 )
             )
@@ -270,7 +273,8 @@ def _apply(session: Session, group_id: int, add: set[int], remove: set[int]) -> 
     for batch in chunks(sorted(remove)):
         session.execute(
             delete(AssetGroupMember).where(
-                AssetGroupMember.group_id == group_id, AssetGroupMember.asset_id.in_(batch)
+                AssetGroupMember.group_id == group_id,
+                one_of(session, AssetGroupMember.asset_id, batch),
             )
         )
     insert_rows(

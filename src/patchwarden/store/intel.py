@@ -12,7 +12,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from patchwarden.core.model import CvssScore, EpssScore, KevEntry, VulnIntel
-from patchwarden.store.bulk import chunks
+from patchwarden.store.bulk import chunks, one_of
 from patchwarden.store.models import VulnIntelRow, table_of
 
 
@@ -77,7 +77,7 @@ def upsert_cvss(session: Session, entries: Sequence[tuple[str, Sequence[CvssScor
     for batch in chunks(sorted(merged)):
         for cve_id, cvss, description in session.execute(
             select(VulnIntelRow.cve_id, VulnIntelRow.cvss, VulnIntelRow.description).where(
-                VulnIntelRow.cve_id.in_(batch)
+                one_of(session, VulnIntelRow.cve_id, batch)
             )
         ):
             stored[cve_id] = (cvss, description)
@@ -195,7 +195,9 @@ def get_intel(session: Session, cve_ids: Iterable[str]) -> dict[str, VulnIntel]:
     """Intel for the given CVEs (absent CVEs are simply missing from the result)."""
     found: dict[str, VulnIntel] = {}
     for batch in chunks(sorted(set(cve_ids))):
-        for row in session.scalars(select(VulnIntelRow).where(VulnIntelRow.cve_id.in_(batch))):
+        for row in session.scalars(
+            select(VulnIntelRow).where(one_of(session, VulnIntelRow.cve_id, batch))
+        ):
             found[row.cve_id] = _to_intel(row)
     return found
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from patchwarden.core.errors import NotFound
 from patchwarden.core.model import AssetContext, InstalledPackage, Inventory
-from patchwarden.store.bulk import chunks, insert_rows
+from patchwarden.store.bulk import chunks, insert_rows, one_of
 from patchwarden.store.models import AssetPackage, AssetRow, PackageRow, table_of
 
 PackageIdentity = tuple[str, str, str, str, str, str]
@@ -54,9 +54,9 @@ class PackageIds:
         for batch in chunks(sorted(keys), 500):
             for row in session.execute(
                 select(PackageRow.id, *self._COLUMNS).where(
-                    PackageRow.ecosystem.in_(sorted({key[0] for key in batch})),
-                    PackageRow.name.in_(sorted({key[1] for key in batch})),
-                    PackageRow.version.in_(sorted({key[2] for key in batch})),
+                    one_of(session, PackageRow.ecosystem, sorted({key[0] for key in batch})),
+                    one_of(session, PackageRow.name, sorted({key[1] for key in batch})),
+                    one_of(session, PackageRow.version, sorted({key[2] for key in batch})),
                 )
             ):
                 self._ids[tuple(row[1:])] = row[0]
@@ -221,7 +221,7 @@ def store_inventory(
     for batch in chunks(removed):
         session.execute(
             delete(AssetPackage).where(
-                AssetPackage.asset_id == asset.id, AssetPackage.package_id.in_(batch)
+                AssetPackage.asset_id == asset.id, one_of(session, AssetPackage.package_id, batch)
             )
         )
     insert_rows(
