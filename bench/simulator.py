@@ -542,6 +542,8 @@ async def upload_phase(
     first_counts = monitor.samples[0][1]
     processed_in_phase = drained.get("processed", 0) - first_counts.get("processed", 0)
     failed_in_phase = drained.get("failed", 0) - first_counts.get("failed", 0)
+    # An older report of a host whose newer one was waiting too: not applied, by design.
+    superseded_in_phase = drained.get("superseded", 0) - first_counts.get("superseded", 0)
     summary = window.summary()
     uploads = summary.get("upload", {})
     total_s = closed - begin + drain_s
@@ -564,6 +566,7 @@ async def upload_phase(
         # Over the whole phase, warm-up and drain included: every report it sent.
         "processed_in_phase": processed_in_phase,
         "failed_in_phase": failed_in_phase,
+        "superseded_in_phase": superseded_in_phase,
         "phase_s": total_s,
         "processed_per_s_overall": processed_in_phase / total_s if total_s else 0.0,
         "finished_per_s_overall": (processed_in_phase + failed_in_phase) / total_s
@@ -582,7 +585,8 @@ async def upload_phase(
         f"p99 {uploads.get('p99_ms', 0):.0f} ms), processed {processed_in_window} = "
         f"{result['processed_per_s_in_window']:.1f}/s in the window, backlog "
         f"{result['backlog_at_window_end']} -> drained in {drain_s:.0f} s; whole phase: "
-        f"{processed_in_phase} processed, {failed_in_phase} FAILED; cores: "
+        f"{processed_in_phase} processed, {superseded_in_phase} superseded, "
+        f"{failed_in_phase} FAILED; cores: "
         f"server {cpu['server_cores']:.2f}, postgres {cpu['postgres_cores']:.2f}, "
         f"simulator {cpu['simulator_cores']:.2f}"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -20,16 +21,13 @@ from patchwarden.store.models import AssetPackage, AssetRow, PackageRow, table_o
 PackageIdentity = tuple[str, str, str, str, str, str]
 
 
+_IDENTITY = attrgetter("ecosystem", "name", "version", "arch", "source_name", "source_version")
+
+
 def identity(package: InstalledPackage) -> PackageIdentity:
     """The unique key of a package row."""
-    return (
-        package.ecosystem,
-        package.name,
-        package.version,
-        package.arch,
-        package.source_name,
-        package.source_version,
-    )
+    key: PackageIdentity = _IDENTITY(package)
+    return key
 
 
 class PackageIds:
@@ -79,7 +77,7 @@ class PackageIds:
 
     def ensure(self, session: Session, packages: Iterable[InstalledPackage]) -> list[int]:
         """Row ids for ``packages`` (in order), creating the missing rows."""
-        wanted = [identity(p) for p in packages]
+        wanted: list[PackageIdentity] = list(map(_IDENTITY, packages))
         missing = {key for key in wanted if key not in self._ids}
         if missing:
             self._load(session, missing)
