@@ -37,7 +37,7 @@ from patchwarden.server.api import agent, assets, audit, deploy, groups, identit
 from patchwarden.server.auth import Permission, Principal, Public
 from patchwarden.server.context import AppContext
 from patchwarden.server.reports import ReportProcessor
-from patchwarden.server.services.agents import process_pending
+from patchwarden.server.services.agents import pending_reports
 from patchwarden.server.services.orchestrator import run_loop
 from patchwarden.server.web import pages
 
@@ -99,15 +99,24 @@ def _wants_html(request: Request) -> bool:
     )
 
 
-async def _sweep_reports(ctx: AppContext, stop: asyncio.Event, every: float) -> None:
-    """Process agent reports another process acknowledged but never finished."""
+async def _sweep_reports(
+    ctx: AppContext, processor: ReportProcessor, stop: asyncio.Event, every: float
+) -> None:
+    """Hand this process's report processor the reports another process acknowledged but
+    never finished (pending for 30 s), whenever it has nothing queued. Under a backlog
+    those are the ones queued in the processors already; applying them here, in a
+    second thread, would only take turns from the requests (a report is claimed once,
+    so one taken by two processors is applied once)."""
     while not stop.is_set():
         try:
-            await run_in_threadpool(
-                process_pending, ctx.db, now=ctx.now(), older_than=timedelta(seconds=30)
-            )
-        except Exception:  # the loop must survive a bad report or a database blip
-            log.exception("processing pending agent reports failed")
+            if processor.backlog() == 0:
+                found = await run_in_threadpool(
+                    pending_reports, ctx.db, now=ctx.now(), older_than=timedelta(seconds=30)
+                )
+                for report_id in found:
+                    processor.submit(report_id)
+        except Exception:  # the loop must survive a database blip
+            log.exception("looking for pending agent reports failed")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=every)
 
@@ -126,7 +135,7 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
             processor = ReportProcessor(ctx)
             processor.start()
             _app.state.reports = processor
-            tasks.append(asyncio.create_task(_sweep_reports(ctx, stop, 10.0)))
+            tasks.append(asyncio.create_task(_sweep_reports(ctx, processor, stop, 10.0)))
             loop_thread = threading.Thread(
                 target=run_loop,
                 kwargs={

@@ -757,17 +757,23 @@ def _finish_report(
     session.execute(update(AgentReportRow).where(AgentReportRow.id == report_id).values(**values))
 
 
-def process_pending(
+def pending_reports(
     database: Database, *, now: datetime, older_than: timedelta | None = None, limit: int = 100
-) -> int:
-    """Process pending reports (those another process acknowledged but did not finish)."""
+) -> list[int]:
+    """Ids of pending reports, oldest first (received ``older_than`` ago, when given)."""
     with database.session() as session:
         query = select(AgentReportRow.id).where(AgentReportRow.status == "pending")
         if older_than is not None:
             query = query.where(AgentReportRow.received_at <= now - older_than)
-        ids = list(session.scalars(query.order_by(AgentReportRow.id).limit(limit)))
+        return list(session.scalars(query.order_by(AgentReportRow.id).limit(limit)))
+
+
+def process_pending(
+    database: Database, *, now: datetime, older_than: timedelta | None = None, limit: int = 100
+) -> int:
+    """Process pending reports (those another process acknowledged but did not finish)."""
     done = 0
-    for report_id in ids:
+    for report_id in pending_reports(database, now=now, older_than=older_than, limit=limit):
         if process_report(database, report_id, now=now) == "processed":
             done += 1
     return done
