@@ -6,31 +6,19 @@ Handing each report to its own thread-pool task made a burst of uploads run doze
 applications at once, starving the acknowledgements and the check-ins that share the
 process. One thread per process applies them in arrival order instead; the queue is
 in memory only, so a report still queued when the process stops stays ``pending`` in
-the database and the sweeper (any server process) applies it later.
-
-Applying is CPU-bound Python; the requests of the same process hop between the event
-loop and the thread pool several times each, and every hop has to take the GIL back
-from the processor, waiting up to CPython's switch interval (5 ms by default) each
-time. Starting the processor lowers the interval to ``SWITCH_INTERVAL_S`` for the
-process. Measured with ``bench.simulator`` (two workers, 16 agents uploading): check-in
-p50 52 ms before, 46 ms after, uploads acknowledged 84 -> 94/s; the rest of the
-waiting is queueing behind the uploads.
+the database and the sweeper (any server process) hands it to a processor later.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import sys
 import threading
 
 from patchwarden.server.context import AppContext
 from patchwarden.server.services.agents import process_report
 
 log = logging.getLogger(__name__)
-
-#: How long a thread may keep the GIL while others wait for it (CPython default 5 ms).
-SWITCH_INTERVAL_S = 0.0005
 
 
 class ReportProcessor:
@@ -42,8 +30,7 @@ class ReportProcessor:
         self._thread = threading.Thread(target=self._run, name="report-processor", daemon=True)
 
     def start(self) -> None:
-        """Start the thread (and shorten the process's GIL switch interval)."""
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+        """Start the thread."""
         self._thread.start()
 
     def submit(self, report_id: int) -> None:
