@@ -63,7 +63,7 @@ class PackageIds:
         """Row ids of the packages ``asset_id`` holds now, remembering their identities.
 
         An inventory update mostly repeats the previous one: with these known, only the
-        packages that changed are looked up by name.
+        packages that changed are looked up.
         """
         held: set[int] = set()
         for row in session.execute(
