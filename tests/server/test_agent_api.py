@@ -569,3 +569,33 @@ def test_an_older_report_of_a_host_never_overwrites_a_newer_one(
         assert superseded.payload == b""
     # An agent back on the old inventory (a rollback) is asked for it again.
     assert checkin_json(app_client, enrolled["credential"], old.content_hash())["upload_inventory"]
+
+
+def test_the_sweeper_hands_reports_left_pending_to_the_processor(ctx: AppContext) -> None:
+    """A report another process acknowledged and never applied (it died) is applied by
+    the processor of a server that starts later."""
+    with TestClient(create_app(ctx, background=False)) as client:
+        enrolled = enroll(client, make_token(ctx), "orphan-1")
+    inv = inventory("orphan-1", ("bash", "5.2-1"))
+    with ctx.db.session() as session:
+        report_id = agents.accept_inventory(
+            session,
+            enrolled["asset_id"],
+            gzip.compress(json.dumps(inventory_to_json(inv)).encode()),
+            encoding="gzip",
+            now=ctx.now() - timedelta(minutes=1),
+            config=ctx.config,
+            declared_hash=inv.content_hash(),
+        ).id
+    with TestClient(create_app(ctx, background=True)):
+        deadline = time.monotonic() + 30
+        status = "pending"
+        while time.monotonic() < deadline and status in ("pending", "processing"):
+            time.sleep(0.05)
+            with ctx.db.session() as session:
+                status = session.get(AgentReportRow, report_id).status  # type: ignore[union-attr]
+    assert status == "processed"
+    with ctx.db.session() as session:
+        asset = session.get(AssetRow, enrolled["asset_id"])
+        assert asset is not None
+        assert asset.inventory_hash == inv.content_hash()
