@@ -525,20 +525,14 @@ def write_rollout(
         )
     plans = ring_plans(layout)
     ring_rows = ring_states(point)
-    with database.engine.begin() as connection:
-        rollout_id = connection.execute(
-            insert(table_of(RolloutRow)).returning(table_of(RolloutRow).c.id),
-            {
-                "name": name,
-                "status": "running",
-                "target_groups": list(range(1, ENV_GROUPS + 1)),
-                "dependencies": [list(pair) for pair in DEPENDENCIES],
-                "policy": dict(DEFAULT_POLICY),
-                "requested_by": "bench",
-                "created_at": created,
-                "started_at": created,
-            },
-        ).scalar_one()
+    rollout_id = _insert_rollout(
+        database,
+        created,
+        name=name,
+        status="running",
+        target_groups=list(range(1, ENV_GROUPS + 1)),
+        dependencies=[list(pair) for pair in DEPENDENCIES],
+    )
     _insert(
         database,
         RolloutRingRow,
@@ -959,24 +953,31 @@ def _reset(database: Database, rollout_id: int) -> None:
     _analyze(database)
 
 
+def _insert_rollout(database: Database, created: datetime, **fields: Any) -> int:
+    """A rollout row requested by the bench with the default policy, started at
+    ``created``; its id."""
+    with database.engine.begin() as connection:
+        row_id: int = connection.execute(
+            insert(table_of(RolloutRow)).returning(table_of(RolloutRow).c.id),
+            {
+                "policy": dict(DEFAULT_POLICY),
+                "requested_by": "bench",
+                "created_at": created,
+                "started_at": created,
+                **fields,
+            },
+        ).scalar_one()
+    return row_id
+
+
 def _dispatch_rollout(database: Database, agents: list[Agent], args: argparse.Namespace) -> int:
     """One rollout, one job per agent: a canary ring (2 %, all at once) and a main ring
     (concurrency ``--concurrency``), no windows, generous error budgets."""
     now = datetime.now(UTC)
     created = now - timedelta(minutes=5)
     canary = max(1, round(len(agents) * 0.02))
-    with database.engine.begin() as connection:
-        rollout_id = connection.execute(
-            insert(table_of(RolloutRow)).returning(table_of(RolloutRow).c.id),
-            {
-                "name": "bench dispatch",
-                "status": "paused",  # started by _reset/_start when the agents run
-                "policy": dict(DEFAULT_POLICY),
-                "requested_by": "bench",
-                "created_at": created,
-                "started_at": created,
-            },
-        ).scalar_one()
+    # paused: started by _reset/_start when the agents run
+    rollout_id = _insert_rollout(database, created, name="bench dispatch", status="paused")
     _insert(
         database,
         RolloutRingRow,

@@ -61,6 +61,38 @@ def _phase(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     return timed
 
 
+def _timed(
+    write: Callable[[dict[str, Any]], None],
+    event: str,
+    func: Callable[..., Any],
+    describe: Callable[[Any], dict[str, Any]],
+    *,
+    phases: bool = False,
+) -> Callable[..., Any]:
+    """``func`` writing one timing record per call: the event, its start and duration,
+    ``describe(result)`` (``None`` when it raised) and, with ``phases``, the phases
+    timed inside it by ``_phase`` wrappers."""
+
+    @wraps(func)
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        if phases:
+            _phases.totals = {}
+        wall, start = time.time(), time.perf_counter()
+        result = None
+        try:
+            result = func(*args, **kwargs)
+            return result
+        finally:
+            record = {"event": event, "start": wall, "seconds": time.perf_counter() - start}
+            record.update(describe(result))
+            if phases:
+                record["phases"] = _phases.totals
+                _phases.totals = None
+            write(record)
+
+    return timed
+
+
 def instrument() -> None:
     """Install the wrappers (idempotent per process)."""
     from patchwarden.core import rollout
@@ -72,50 +104,30 @@ def instrument() -> None:
     tick = orchestrator.tick
     process_report = agents.process_report
 
-    @wraps(tick)
-    def timed_tick(*args: Any, **kwargs: Any) -> Any:
-        _phases.totals = {}
-        wall, start = time.time(), time.perf_counter()
-        report = None
-        try:
-            report = tick(*args, **kwargs)
-            return report
-        finally:
-            write(
-                {
-                    "event": "tick",
-                    "start": wall,
-                    "seconds": time.perf_counter() - start,
-                    "phases": _phases.totals,
-                    "rollouts": getattr(report, "rollouts", None),
-                    "actions": getattr(report, "actions", None),
-                }
-            )
-            _phases.totals = None
-
-    @wraps(process_report)
-    def timed_report(*args: Any, **kwargs: Any) -> Any:
-        wall, start = time.time(), time.perf_counter()
-        status = "error"
-        try:
-            status = process_report(*args, **kwargs)
-            return status
-        finally:
-            write(
-                {
-                    "event": "report",
-                    "start": wall,
-                    "seconds": time.perf_counter() - start,
-                    "status": status,
-                }
-            )
+    timed_tick = _timed(
+        write,
+        "tick",
+        tick,
+        lambda report: {
+            "rollouts": getattr(report, "rollouts", None),
+            "actions": getattr(report, "actions", None),
+        },
+        phases=True,
+    )
+    timed_report = _timed(
+        write,
+        "report",
+        process_report,
+        lambda status: {"status": status if status is not None else "error"},
+    )
 
     timed_tick._bench_wrapped = True  # type: ignore[attr-defined]
     orchestrator.tick = timed_tick  # looked up by run_loop at call time
     orchestrator.build_view = _phase("build_view", orchestrator.build_view)
     orchestrator.apply_actions = _phase("apply_actions", orchestrator.apply_actions)
     rollout.decide = _phase("decide", rollout.decide)  # orchestrator calls rules.decide
-    agents.process_report = timed_report  # the upload route and the sweeper look it up
+    # server.reports imports it when the app is built, after this
+    agents.process_report = timed_report
 
 
 def app_factory() -> FastAPI:

@@ -65,6 +65,23 @@ def upload(
     )
 
 
+def acknowledged(
+    ctx: AppContext, asset_id: int, inv: Inventory, *, age: timedelta = timedelta(0), **options: str
+) -> int:
+    """Store a report as the upload route does (received ``age`` ago), without applying
+    it, as a process that died before applying it would have left it; its id."""
+    with ctx.db.session() as session:
+        return agents.accept_inventory(
+            session,
+            asset_id,
+            gzip.compress(json.dumps(inventory_to_json(inv)).encode()),
+            encoding="gzip",
+            now=ctx.now() - age,
+            config=ctx.config,
+            **options,  # type: ignore[arg-type]
+        ).id
+
+
 def checkin_json(client: TestClient, credential: str, inventory_hash: str) -> dict:
     """A check-in announcing ``inventory_hash``; the answer's JSON."""
     return client.post(
@@ -257,17 +274,9 @@ def test_server_can_ask_for_an_early_checkin(ctx: AppContext, app_client: TestCl
 def test_pending_reports_are_swept_after_a_crash(
     ctx: AppContext, app_client: TestClient, clock: Clock
 ) -> None:
-    credential = enroll(app_client, make_token(ctx))["credential"]
-    with ctx.db.session() as session:
-        asset_id = session.scalars(select(AssetRow.id)).one()
-        agents.accept_inventory(
-            session,
-            asset_id,
-            gzip.compress(json.dumps(inventory_to_json(inventory())).encode()),
-            encoding="gzip",
-            now=ctx.now(),
-            config=ctx.config,
-        )  # stored and acknowledged, then the process "died" before processing
+    enrolled = enroll(app_client, make_token(ctx))
+    credential, asset_id = enrolled["credential"], enrolled["asset_id"]
+    acknowledged(ctx, asset_id, inventory())  # then the process "died" before applying it
     clock.advance(minutes=1)
     assert agents.process_pending(ctx.db, now=ctx.now(), older_than=timedelta(seconds=30)) == 1
     with ctx.db.session() as session:
@@ -287,16 +296,7 @@ def test_resent_and_failed_reports_are_not_processed_twice(
     enrolled = enroll(app_client, make_token(ctx))
     credential = enrolled["credential"]
     inv = inventory("web-1", ("bash", "5.2-1"))
-    with ctx.db.session() as session:  # acknowledged, not yet processed (another process)
-        report = agents.accept_inventory(
-            session,
-            enrolled["asset_id"],
-            gzip.compress(json.dumps(inventory_to_json(inv)).encode()),
-            encoding="gzip",
-            now=ctx.now(),
-            config=ctx.config,
-        )
-        first_id = report.id
+    first_id = acknowledged(ctx, enrolled["asset_id"], inv)  # not yet processed
     checkin = app_client.post(
         "/api/agent/v1/checkin",
         json={"inventory_hash": inv.content_hash()},
@@ -310,15 +310,10 @@ def test_resent_and_failed_reports_are_not_processed_twice(
 
     # A report that fails after its 202 is not asked for again; the reason is returned.
     changed = inventory("web-1", ("bash", "5.2-2"))
+    failed_id = acknowledged(ctx, enrolled["asset_id"], changed)
     with ctx.db.session() as session:
-        failed = agents.accept_inventory(
-            session,
-            enrolled["asset_id"],
-            gzip.compress(json.dumps(inventory_to_json(changed)).encode()),
-            encoding="gzip",
-            now=ctx.now(),
-            config=ctx.config,
-        )
+        failed = session.get(AgentReportRow, failed_id)
+        assert failed is not None
         failed.status, failed.error = "failed", "bad luck"
     told = checkin_json(app_client, credential, changed.content_hash())
     assert told["upload_inventory"] is False
@@ -531,19 +526,6 @@ def test_agent_and_server_name_the_same_hash_header() -> None:
     assert INVENTORY_HASH_HEADER == agents.INVENTORY_HASH_HEADER
 
 
-def _acknowledged(ctx: AppContext, asset_id: int, inv: Inventory) -> int:
-    """Store a report as the upload route does, without applying it."""
-    with ctx.db.session() as session:
-        return agents.accept_inventory(
-            session,
-            asset_id,
-            gzip.compress(json.dumps(inventory_to_json(inv)).encode()),
-            encoding="gzip",
-            now=ctx.now(),
-            config=ctx.config,
-        ).id
-
-
 @pytest.mark.parametrize("newer_first", [False, True])
 def test_an_older_report_of_a_host_never_overwrites_a_newer_one(
     ctx: AppContext, app_client: TestClient, newer_first: bool
@@ -554,7 +536,7 @@ def test_an_older_report_of_a_host_never_overwrites_a_newer_one(
     asset_id = enrolled["asset_id"]
     old = inventory("web-1", ("bash", "5.2-1"))
     new = inventory("web-1", ("bash", "5.2-2"), ("curl", "7.88.1-10"))
-    old_id, new_id = _acknowledged(ctx, asset_id, old), _acknowledged(ctx, asset_id, new)
+    old_id, new_id = acknowledged(ctx, asset_id, old), acknowledged(ctx, asset_id, new)
     order = [new_id, old_id] if newer_first else [old_id, new_id]
     outcomes = {rid: agents.process_report(ctx.db, rid, now=ctx.now()) for rid in order}
     assert outcomes == {old_id: "superseded", new_id: "processed"}
@@ -577,16 +559,9 @@ def test_the_sweeper_hands_reports_left_pending_to_the_processor(ctx: AppContext
     with TestClient(create_app(ctx, background=False)) as client:
         enrolled = enroll(client, make_token(ctx), "orphan-1")
     inv = inventory("orphan-1", ("bash", "5.2-1"))
-    with ctx.db.session() as session:
-        report_id = agents.accept_inventory(
-            session,
-            enrolled["asset_id"],
-            gzip.compress(json.dumps(inventory_to_json(inv)).encode()),
-            encoding="gzip",
-            now=ctx.now() - timedelta(minutes=1),
-            config=ctx.config,
-            declared_hash=inv.content_hash(),
-        ).id
+    report_id = acknowledged(
+        ctx, enrolled["asset_id"], inv, age=timedelta(minutes=1), declared_hash=inv.content_hash()
+    )
     with TestClient(create_app(ctx, background=True)):
         deadline = time.monotonic() + 30
         status = "pending"
