@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,6 +60,30 @@ class Settings(BaseSettings):
     )
     orchestrator_interval: float = Field(
         default=5.0, gt=0, le=3600, description="Seconds between orchestrator passes."
+    )
+    report_processes: int | None = Field(
+        default=None,
+        ge=0,
+        le=16,
+        description=(
+            "Processes `patchwarden server` starts to apply acknowledged agent reports. "
+            "Empty: 1 on PostgreSQL, 0 on SQLite. 0: each server process applies them "
+            "in a thread of its own."
+        ),
+    )
+    report_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Niceness of the report processes: uploads and check-ins go first.",
+    )
+    report_processor: Literal["thread", "external"] = Field(
+        default="thread",
+        description=(
+            "Where a server process applies agent reports: 'thread' (its own) or "
+            "'external' (`patchwarden report-worker` processes). `patchwarden server` "
+            "sets it for its workers; set it only when running report workers yourself."
+        ),
     )
     feeds_mirror: str = Field(
         default="",

@@ -33,6 +33,7 @@ app = typer.Typer(
 )
 app.command("up")(server_cli.up)
 app.command("server")(server_cli.server)
+app.command("report-worker")(server_cli.report_worker)
 app.command("scan")(scan_cli.scan)
 app.command("explain")(explain_cli.explain)
 app.command("ssh-collect")(fleet_sources.ssh_collect)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from patchwarden.feeds.sync import EpssFeed, FeedSource, KevFeed, OsvFeed, sync
 from patchwarden.server.app import create_app
 from patchwarden.server.context import AppContext
 from patchwarden.server.main import config_from
+from patchwarden.server.report_worker import ReportWorkers, run_worker
 from patchwarden.server.services import identity
 from patchwarden.settings import Settings
 from patchwarden.store.audit import Actor
@@ -49,29 +52,85 @@ def server(
     tls_cert: Path | None = typer.Option(None, "--tls-cert", help="PEM certificate (HTTPS)."),
     tls_key: Path | None = typer.Option(None, "--tls-key", help="PEM private key (HTTPS)."),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+    report_processes: int | None = typer.Option(
+        None,
+        "--report-processes",
+        min=0,
+        max=16,
+        help="Processes applying agent reports (default: PATCHWARDEN_REPORT_PROCESSES, "
+        "else 1 on PostgreSQL, 0 on SQLite = a thread in each worker).",
+    ),
 ) -> int:
     """Run the API, agent endpoint and web UI under uvicorn."""
     cfg = settings()
     tls = _tls_options(tls_cert, tls_key)
-    if workers > 1 and cfg.effective_database_url.startswith("sqlite"):
+    sqlite = cfg.effective_database_url.startswith("sqlite")
+    if workers > 1 and sqlite:
         raise ConfigError(
             "several workers need PostgreSQL",
             hint="set PATCHWARDEN_DATABASE_URL=postgresql+psycopg://… or use --workers 1",
         )
+    if report_processes is None:
+        report_processes = cfg.report_processes
+    if report_processes is None:
+        report_processes = 0 if sqlite else 1
     # Migrate once here, not concurrently in every worker.
     open_database(cfg.effective_database_url).dispose()
     if tls:
         os.environ["PATCHWARDEN_SECURE_COOKIES"] = "1"
-    uvicorn.run(
-        "patchwarden.server.main:app_factory",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        proxy_headers=True,
-        **tls,
-    )
+    report_workers = None
+    if report_processes:
+        # The uvicorn workers inherit the environment: they only acknowledge reports.
+        os.environ["PATCHWARDEN_REPORT_PROCESSOR"] = "external"
+        report_workers = ReportWorkers(report_processes, nice=cfg.report_nice)
+        report_workers.start()
+    try:
+        uvicorn.run(
+            "patchwarden.server.main:app_factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            proxy_headers=True,
+            **tls,
+        )
+    finally:
+        if report_workers is not None:
+            report_workers.stop()
+    return 0
+
+
+def report_worker(
+    index: int = typer.Option(0, "--index", min=0, help="This worker's share (0-based)."),
+    count: int = typer.Option(1, "--count", min=1, max=16, help="Workers sharing the reports."),
+    nice: int | None = typer.Option(
+        None, "--nice", min=0, max=19, help="Niceness (default PATCHWARDEN_REPORT_NICE)."
+    ),
+    parent_pid: int | None = typer.Option(
+        None, "--parent-pid", help="Exit when this process is no longer the parent."
+    ),
+) -> int:
+    """Apply acknowledged agent reports from the database until stopped (SIGTERM).
+
+    `patchwarden server` runs these itself; run them by hand only with servers started
+    with PATCHWARDEN_REPORT_PROCESSOR=external and --report-processes 0."""
+    if index >= count:
+        raise ConfigError(f"--index {index} is not below --count {count}")
+    cfg = settings()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s report-worker %(message)s")
+    db = open_database(cfg.effective_database_url, pool_size=2)
+    try:
+        run_worker(
+            db,
+            clock=now,
+            index=index,
+            count=count,
+            nice=cfg.report_nice if nice is None else nice,
+            parent_pid=parent_pid,
+        )
+    finally:
+        db.dispose()
     return 0
 
 
@@ -131,7 +190,8 @@ def up(
     cfg = settings()
     db = open_database(cfg.effective_database_url)
     generated = bootstrap_admin(db, cfg)
-    ctx = AppContext(db=db, config=config_from(cfg))
+    # One process on the embedded database: it applies agent reports in a thread.
+    ctx = AppContext(db=db, config=replace(config_from(cfg), apply_reports=True))
     app = create_app(ctx)
     uv = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     thread = threading.Thread(target=uv.run, name="uvicorn", daemon=True)

@@ -37,7 +37,7 @@ from patchwarden.server.api import agent, assets, audit, deploy, groups, identit
 from patchwarden.server.auth import Permission, Principal, Public
 from patchwarden.server.context import AppContext
 from patchwarden.server.reports import ReportProcessor
-from patchwarden.server.services.agents import pending_reports
+from patchwarden.server.services.agents import pending_reports, requeue_stale
 from patchwarden.server.services.orchestrator import run_loop
 from patchwarden.server.web import pages
 
@@ -103,13 +103,15 @@ async def _sweep_reports(
     ctx: AppContext, processor: ReportProcessor, stop: asyncio.Event, every: float
 ) -> None:
     """Hand this process's report processor the reports another process acknowledged but
-    never finished (pending for 30 s), whenever it has nothing queued. Under a backlog
+    never finished (pending for 30 s), and those a dead process left 'processing'
+    (``requeue_stale``), whenever it has nothing queued. Under a backlog
     those are the ones queued in the processors already; applying them here, in a
     second thread, would only take turns from the requests (a report is claimed once,
     so one taken by two processors is applied once)."""
     while not stop.is_set():
         try:
             if processor.backlog() == 0:
+                await run_in_threadpool(requeue_stale, ctx.db, now=ctx.now())
                 found = await run_in_threadpool(
                     pending_reports, ctx.db, now=ctx.now(), older_than=timedelta(seconds=30)
                 )
@@ -131,11 +133,12 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
         tasks = []
         loop_thread = None
         processor = None
-        if background:
+        if background and ctx.config.apply_reports:
             processor = ReportProcessor(ctx)
             processor.start()
             _app.state.reports = processor
             tasks.append(asyncio.create_task(_sweep_reports(ctx, processor, stop, 10.0)))
+        if background:
             loop_thread = threading.Thread(
                 target=run_loop,
                 kwargs={

@@ -28,6 +28,9 @@ class ServerConfig:
     login_max_failures_ip: int = 30
     login_window_minutes: int = 15
     orchestrator_interval: float = 5.0
+    #: Apply acknowledged agent reports in a thread of this process (False: report
+    #: worker processes do, see server/report_worker.py).
+    apply_reports: bool = True
 
 
 @dataclass

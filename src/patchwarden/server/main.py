@@ -22,6 +22,7 @@ def config_from(settings: Settings, *, tls: bool = False) -> ServerConfig:
         session_hours=settings.session_hours,
         secure_cookies=settings.secure_cookies or tls,
         orchestrator_interval=settings.orchestrator_interval,
+        apply_reports=settings.report_processor == "thread",
     )
 
 

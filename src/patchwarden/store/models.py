@@ -421,6 +421,9 @@ class AgentReportRow(Base):
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
     status: Mapped[str] = mapped_column(String(20), default="pending")
     error: Mapped[str] = mapped_column(Text, default="")
+    # When a processor claimed it: a report still 'processing' long after was claimed
+    # by a process that died, and goes back to 'pending' (services.agents.requeue_stale).
+    claimed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 

@@ -188,8 +188,9 @@ async def upload_inventory(
     processor = getattr(request.app.state, "reports", None)
     if processor is not None:
         processor.submit(report_id)
-    else:  # an app without background threads (tests): after the response
+    elif ctx.config.apply_reports:  # an app without background threads (tests)
         background.add_task(agents.process_report, ctx.db, report_id, now=ctx.now())
+    # else: report worker processes poll for it (server/report_worker.py)
     return {"protocol": agents.PROTOCOL_VERSION, "report_id": report_id, "status": "accepted"}
 
 

@@ -22,7 +22,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Boolean, Connection, Integer, String, bindparam, func, select, text, update
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    Integer,
+    String,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from patchwarden.collect.jsonfmt import check_envelope, inventory_from_json
@@ -668,7 +679,7 @@ def process_report(database: Database, report_id: int, *, now: datetime) -> str:
         claimed = session.execute(
             update(AgentReportRow)
             .where(AgentReportRow.id == report_id, AgentReportRow.status == "pending")
-            .values(status="processing")
+            .values(status="processing", claimed_at=now)
             .returning(AgentReportRow.asset_id, AgentReportRow.payload, AgentReportRow.content_hash)
         ).first()
     if claimed is None:
@@ -758,14 +769,54 @@ def _finish_report(
 
 
 def pending_reports(
-    database: Database, *, now: datetime, older_than: timedelta | None = None, limit: int = 100
+    database: Database,
+    *,
+    now: datetime,
+    older_than: timedelta | None = None,
+    limit: int = 100,
+    share: tuple[int, int] | None = None,
 ) -> list[int]:
-    """Ids of pending reports, oldest first (received ``older_than`` ago, when given)."""
+    """Ids of pending reports, oldest first (received ``older_than`` ago, when given).
+
+    ``share`` = (index, count) keeps the ids whose remainder by ``count`` is ``index``:
+    ``count`` report processes polling one database each take their own share instead
+    of all racing for the same oldest report.
+    """
     with database.session() as session:
         query = select(AgentReportRow.id).where(AgentReportRow.status == "pending")
         if older_than is not None:
             query = query.where(AgentReportRow.received_at <= now - older_than)
+        if share is not None:
+            index, count = share
+            query = query.where(AgentReportRow.id % count == index)
         return list(session.scalars(query.order_by(AgentReportRow.id).limit(limit)))
+
+
+#: A report claimed longer ago than this and still 'processing' was claimed by a
+#: process that died (applying one takes well under a second, a 200,000-package one
+#: some seconds): ``requeue_stale`` hands it back.
+REPORT_LEASE = timedelta(minutes=10)
+
+
+def requeue_stale(database: Database, *, now: datetime, lease: timedelta = REPORT_LEASE) -> int:
+    """Return reports left 'processing' by a dead process to 'pending'; how many.
+
+    Reports claimed before claim times were recorded (no ``claimed_at``) count as stale.
+    Applying one twice is harmless: the second run finds the inventory already stored.
+    """
+    with database.session() as session:
+        result = session.execute(
+            update(AgentReportRow)
+            .where(
+                AgentReportRow.status == "processing",
+                or_(
+                    AgentReportRow.claimed_at.is_(None),
+                    AgentReportRow.claimed_at < now - lease,
+                ),
+            )
+            .values(status="pending", claimed_at=None)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
 
 
 def process_pending(
