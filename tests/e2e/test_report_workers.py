@@ -77,6 +77,7 @@ def test_server_runs_restarts_and_stops_its_report_workers(
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=REPO,
+        start_new_session=True,  # so that a failing test can kill the whole tree
     )
 
     def report_workers() -> list[int]:
@@ -136,7 +137,7 @@ def test_server_runs_restarts_and_stops_its_report_workers(
         )
     finally:
         if server.poll() is None:
-            server.kill()
+            os.killpg(server.pid, signal.SIGKILL)
             server.wait()
         log.close()
         database.dispose()

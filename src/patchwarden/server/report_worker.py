@@ -28,7 +28,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from types import FrameType
 
-from patchwarden.server.services.agents import pending_reports, process_report, requeue_stale
+from patchwarden.server.services.agents import (
+    REPORT_BATCH,
+    pending_reports,
+    process_reports,
+    requeue_stale,
+)
+from patchwarden.store.bulk import chunks
 from patchwarden.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -69,14 +75,14 @@ def serve_reports(
         except Exception:  # the loop must survive a database blip
             log.exception("looking for pending agent reports failed")
             found = []
-        for report_id in found:
+        for group in chunks(found, REPORT_BATCH):
             if stop.is_set():
                 break
             try:
-                if process_report(database, report_id, now=clock()) == "processed":
-                    processed += 1
+                outcome = process_reports(database, group, now=clock())
+                processed += sum(1 for status in outcome.values() if status == "processed")
             except Exception:  # a bad report or a blip must not end the worker
-                log.exception("processing agent report %s failed", report_id)
+                log.exception("processing agent reports %s failed", group)
         if not found:
             if on_idle is not None and not on_idle():
                 break
