@@ -62,7 +62,7 @@ import orjson
 from sqlalchemy import text
 
 from bench.agentcycle import measure_agent
-from bench.breakdown import batched_breakdown, checkin_breakdown, upload_breakdown
+from bench.breakdown import checkin_breakdown, upload_breakdown
 from bench.common import (
     add_output_arguments,
     finish_report,
@@ -91,7 +91,7 @@ from patchwarden.agent import AGENT_VERSION
 from patchwarden.agent.client import INVENTORY_HASH_HEADER
 from patchwarden.agent.host import gzip_document, inventory_document
 from patchwarden.core.model import Inventory
-from patchwarden.server.services.agents import REPORT_BATCH, create_enrollment_token
+from patchwarden.server.services.agents import create_enrollment_token
 from patchwarden.store.advisories import import_advisories
 from patchwarden.store.audit import Actor
 from patchwarden.store.db import Database, open_database
@@ -101,8 +101,6 @@ from patchwarden.store.inventory import PackageIds, record_inventory
 API = "/api/agent/v1"
 #: The redrift salt of the bodies used by the in-process upload breakdown.
 BREAKDOWN_SALT = 90
-#: The salt of the same hosts' next drift, applied in batches by the breakdown.
-BATCH_SALT = 91
 #: Body salts from here on are "rollout wave" inventories (wave = salt - WAVE_SALT).
 WAVE_SALT = 1000
 
@@ -852,7 +850,7 @@ async def _main_async(args: argparse.Namespace, report: dict[str, Any]) -> None:
     breakdown_hosts = [i for i in range(args.agents) if i not in first_hosts][
         : args.breakdown_uploads
     ]
-    jobs += [(i, salt) for i in breakdown_hosts for salt in (BREAKDOWN_SALT, BATCH_SALT)]
+    jobs += [(i, BREAKDOWN_SALT) for i in breakdown_hosts]
     # Rollout-wave uploads: the same hosts for every worker count, a new version each.
     steady_hosts = [i for i in range(args.agents) if i not in first_hosts]
     wave_step = max(1, len(steady_hosts) // max(1, args.wave_hosts))
@@ -990,16 +988,7 @@ def _breakdowns(
         "  drift upload in process (median ms): "
         + ", ".join(f"{k} {v:.1f}" for k, v in upload["median_ms"].items())
     )
-    later = [(by_host[h].asset_id, *bodies[h, BATCH_SALT]) for h in hosts]
-    batched = batched_breakdown(database, later, REPORT_BATCH)
-    for h in hosts:
-        by_host[h].current_hash = bodies[h, BATCH_SALT][0]
-    _log(
-        f"  the next drift of the same hosts applied {REPORT_BATCH} per transaction: "
-        f"{batched['wall_ms_per_report']:.1f} ms wall, {batched['cpu_ms_per_report']:.1f} ms "
-        f"CPU per report ({batched['processed']} processed)"
-    )
-    return {"checkin": checkin, "upload": upload, "batched": batched}
+    return {"checkin": checkin, "upload": upload}
 
 
 def _report_timings(server: ServerProcess) -> dict[str, Any]:

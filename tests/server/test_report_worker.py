@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import random
 import threading
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
-from sqlalchemy.exc import OperationalError
 
-from patchwarden.core.model import Inventory
 from patchwarden.server.app import create_app
 from patchwarden.server.context import AppContext
 from patchwarden.server.report_worker import serve_reports
 from patchwarden.server.services import agents
-from patchwarden.store.advisories import import_advisories
-from patchwarden.store.findings import refresh_findings
 from patchwarden.store.models import AgentReportRow, AssetRow
 from tests.server.test_agent_api import acknowledged, enroll, inventory, make_token, upload
-from tests.store.test_incremental_refresh import _advisories, _random_inventory
 
 
 def _statuses(ctx: AppContext, report_ids: list[int]) -> list[str]:
@@ -109,75 +101,3 @@ def test_a_claim_records_its_time(ctx: AppContext) -> None:
         row = session.get(AgentReportRow, report_id)
         assert row is not None
         assert row.claimed_at == ctx.now()
-
-
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_reports_applied_in_batches_leave_what_a_full_refresh_would(
-    ctx: AppContext, seed: int
-) -> None:
-    """Random uploads of four hosts, applied in random batches (several reports of one
-    host in a batch included): each host ends with its newest inventory, older ones
-    superseded, and a full findings refresh afterwards finds nothing to do."""
-    rng = random.Random(seed)
-    with ctx.db.session() as session:
-        import_advisories(session, _advisories())
-    hosts = [f"batch-{n}" for n in range(4)]
-    with TestClient(create_app(ctx, background=False)) as client:
-        asset_ids = {host: enroll(client, make_token(ctx), host)["asset_id"] for host in hosts}
-    newest: dict[str, Inventory] = {}
-    outcomes: dict[int, str] = {}
-    for _round in range(4):
-        waiting = []
-        for _ in range(rng.randint(1, 7)):
-            host = rng.choice(hosts)
-            inv = _random_inventory(rng, host)
-            waiting.append(acknowledged(ctx, asset_ids[host], inv))
-            newest[host] = inv
-        outcomes.update(agents.process_reports(ctx.db, waiting, now=ctx.now()))
-        with ctx.db.session() as session:
-            full = refresh_findings(session, now=ctx.now())
-        assert (full.new, full.resolved, full.reopened, full.rescored) == (0, 0, 0, 0)
-    assert set(outcomes.values()) <= {"processed", "superseded"}
-    with ctx.db.session() as session:
-        stored = {h: session.get(AssetRow, asset_ids[h]).inventory_hash for h in newest}  # type: ignore[union-attr]
-    assert stored == {h: newest[h].content_hash() for h in newest}
-
-
-def test_a_bad_report_fails_alone_in_its_batch(ctx: AppContext) -> None:
-    """A report failing validation or its hash check, and one whose application fails
-    (here a database error injected for its host), are failed with the reason; the
-    others of the batch are applied."""
-    with TestClient(create_app(ctx, background=False)) as client:
-        ids = [enroll(client, make_token(ctx), f"mixed-{n}")["asset_id"] for n in range(4)]
-    good = [inventory(f"mixed-{n}", ("bash", "5.2-1")) for n in range(4)]
-    wrong_hash = acknowledged(ctx, ids[1], good[1], declared_hash="0" * 64)
-    reports = [
-        acknowledged(ctx, ids[0], good[0], declared_hash=good[0].content_hash()),
-        wrong_hash,
-        acknowledged(ctx, ids[2], good[2]),
-        acknowledged(ctx, ids[3], good[3]),
-    ]
-    real_store = agents.store_inventory
-
-    def failing_store(session: Any, inv: Inventory, **options: Any) -> Any:
-        if options.get("asset_id") == ids[2]:
-            raise OperationalError("INSERT …", {}, Exception("disk full"))
-        return real_store(session, inv, **options)
-
-    agents.store_inventory = failing_store  # type: ignore[assignment]
-    try:
-        outcome = agents.process_reports(ctx.db, reports, now=ctx.now())
-    finally:
-        agents.store_inventory = real_store  # type: ignore[assignment]
-    assert [outcome[r] for r in reports] == ["processed", "failed", "failed", "processed"]
-    with ctx.db.session() as session:
-        rows = [session.get(AgentReportRow, r) for r in reports]
-        hashes = [session.get(AssetRow, a).inventory_hash for a in ids]  # type: ignore[union-attr]
-    assert "declared" in rows[1].error  # type: ignore[union-attr]
-    assert "disk full" in rows[2].error  # type: ignore[union-attr]
-    assert [h == inv.content_hash() for h, inv in zip(hashes, good, strict=True)] == [
-        True,
-        False,
-        False,
-        True,
-    ]

@@ -28,13 +28,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from types import FrameType
 
-from patchwarden.server.services.agents import (
-    REPORT_BATCH,
-    pending_reports,
-    process_reports,
-    requeue_stale,
-)
-from patchwarden.store.bulk import chunks
+from patchwarden.server.services.agents import pending_reports, process_report, requeue_stale
 from patchwarden.store.db import Database
 
 log = logging.getLogger(__name__)
@@ -75,14 +69,14 @@ def serve_reports(
         except Exception:  # the loop must survive a database blip
             log.exception("looking for pending agent reports failed")
             found = []
-        for group in chunks(found, REPORT_BATCH):
+        for report_id in found:
             if stop.is_set():
                 break
             try:
-                outcome = process_reports(database, group, now=clock())
-                processed += sum(1 for status in outcome.values() if status == "processed")
+                if process_report(database, report_id, now=clock()) == "processed":
+                    processed += 1
             except Exception:  # a bad report or a blip must not end the worker
-                log.exception("processing agent reports %s failed", group)
+                log.exception("processing agent report %s failed", report_id)
         if not found:
             if on_idle is not None and not on_idle():
                 break

@@ -4,8 +4,7 @@ An upload is acknowledged (202) once its raw report is stored; applying it (reco
 inventory, refresh the host's findings, recompute groups) costs ten times more CPU.
 Handing each report to its own thread-pool task made a burst of uploads run dozens of
 applications at once, starving the acknowledgements and the check-ins that share the
-process. One thread per process applies them in arrival order instead (what queued up
-while it was busy, up to ``REPORT_BATCH``, in one transaction); the queue is
+process. One thread per process applies them in arrival order instead; the queue is
 in memory only, so a report still queued when the process stops stays ``pending`` in
 the database and the sweeper (any server process) hands it to a processor later.
 """
@@ -17,7 +16,7 @@ import queue
 import threading
 
 from patchwarden.server.context import AppContext
-from patchwarden.server.services.agents import REPORT_BATCH, process_reports
+from patchwarden.server.services.agents import process_report
 
 log = logging.getLogger(__name__)
 
@@ -54,24 +53,10 @@ class ReportProcessor:
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
+            report_id = self._queue.get()
+            if report_id is None:
                 return
-            # What queued up meanwhile is applied together (one transaction).
-            batch = [first]
-            stopping = False
-            while len(batch) < REPORT_BATCH:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stopping = True
-                    break
-                batch.append(more)
             try:
-                process_reports(self._ctx.db, batch, now=self._ctx.now())
+                process_report(self._ctx.db, report_id, now=self._ctx.now())
             except Exception:  # the thread must survive a bad report or a database blip
-                log.exception("processing agent reports %s failed", batch)
-            if stopping:
-                return
+                log.exception("processing agent report %s failed", report_id)

@@ -15,10 +15,8 @@ Protocol version 1 (docs/agent-protocol.md):
 from __future__ import annotations
 
 import gzip
-import logging
 import re
 import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,11 +57,10 @@ from patchwarden.server.security import (
 )
 from patchwarden.store import audit
 from patchwarden.store.audit import Actor
-from patchwarden.store.bulk import one_of
 from patchwarden.store.db import Database
 from patchwarden.store.findings import refresh_findings
 from patchwarden.store.groups import recompute_for_assets
-from patchwarden.store.inventory import PackageIds, find_asset, store_inventory
+from patchwarden.store.inventory import find_asset, store_inventory
 from patchwarden.store.models import (
     AgentCredentialRow,
     AgentReportRow,
@@ -72,8 +69,6 @@ from patchwarden.store.models import (
     JobRow,
     UtcDateTime,
 )
-
-log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
 #: The upload header carrying the inventory's content hash (``Inventory.content_hash``).
@@ -671,204 +666,93 @@ def accept_inventory(
     return report
 
 
-#: Reports applied in one transaction: one findings refresh, one groups recompute and
-#: one commit for all of them (a report alone costs about 60 ms, most of it in
-#: per-transaction work that a batch shares).
-REPORT_BATCH = 20
-
-
-@dataclass
-class _Claimed:
-    """A claimed report and, once decoded, its inventory (or why it failed)."""
-
-    report_id: int
-    asset_id: int
-    payload: bytes
-    declared_hash: str
-    inventory: Inventory | None = None
-    error: Exception | None = None
-
-
 def process_report(database: Database, report_id: int, *, now: datetime) -> str:
-    """Apply one pending report; its final status (see ``process_reports``)."""
-    return process_reports(database, [report_id], now=now)[report_id]
+    """Apply one pending report in one transaction; returns its final status.
 
-
-def process_reports(
-    database: Database, report_ids: Sequence[int], *, now: datetime
-) -> dict[int, str]:
-    """Apply pending reports together, in one transaction; each one's final status.
-
-    A report is ``skipped`` when another processor claimed it first. One that fails
-    validation or its hash check is marked ``failed`` with the reason (in a
-    transaction of its own); nothing of it is applied. A report with a newer report of
-    the same host applied, being applied or waiting is ``superseded`` and not applied:
-    an inventory is a whole snapshot, and under a backlog (or with server processes
-    applying reports of one host in another order) the older one would overwrite the
-    newer. When applying the batch fails (a database error), each report is applied
-    again on its own, so one bad report never takes the others down with it.
+    A report that fails is marked ``failed`` with the reason (in a second transaction);
+    nothing of it is applied. A report with a newer report of the same host applied,
+    being applied or waiting is ``superseded`` and not applied: an inventory is a
+    whole snapshot, and under a backlog (or with server processes applying reports of
+    one host in another order) the older one would overwrite the newer.
     """
-    outcome = dict.fromkeys(report_ids, "skipped")
-    claimed = _claim(database, report_ids, now=now)
-    failed = [c for c in claimed if _decode(c) is not None]
-    for report in failed:
-        with database.session() as session:
-            _finish_report(session, report.report_id, "failed", now, error=_describe(report.error))
-        outcome[report.report_id] = "failed"
-    ready = [(c, c.inventory) for c in claimed if c.inventory is not None]
-    if not ready:
-        return outcome
-    try:
-        with database.session() as session:
-            outcome.update(_apply(session, ready, now=now))
-    except Exception as exc:
-        if len(ready) > 1:
-            with database.session() as session:
-                session.execute(
-                    update(AgentReportRow)
-                    .where(one_of(session, AgentReportRow.id, [r.report_id for r, _ in ready]))
-                    .values(status="pending", claimed_at=None)
-                )
-            for report, _ in ready:
-                try:
-                    outcome.update(process_reports(database, [report.report_id], now=now))
-                except Exception:  # marked failed, with the reason, by that call
-                    log.exception("applying agent report %s failed", report.report_id)
-                    outcome[report.report_id] = "failed"
-            return outcome
-        with database.session() as session:
-            _finish_report(session, ready[0][0].report_id, "failed", now, error=_describe(exc))
-        raise
-    return outcome
-
-
-def _describe(exc: Exception | None) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _claim(database: Database, report_ids: Sequence[int], *, now: datetime) -> list[_Claimed]:
-    """Mark the pending ones of ``report_ids`` 'processing' (in a transaction of its own,
-    so that no other processor takes them); them, oldest first."""
-    if not report_ids:
-        return []
     with database.session() as session:
-        rows = session.execute(
+        claimed = session.execute(
             update(AgentReportRow)
-            .where(
-                one_of(session, AgentReportRow.id, sorted(set(report_ids))),
-                AgentReportRow.status == "pending",
-            )
+            .where(AgentReportRow.id == report_id, AgentReportRow.status == "pending")
             .values(status="processing", claimed_at=now)
-            .returning(
-                AgentReportRow.id,
-                AgentReportRow.asset_id,
-                AgentReportRow.payload,
-                AgentReportRow.content_hash,
-            )
-        ).all()
-    return sorted((_Claimed(*row) for row in rows), key=lambda c: c.report_id)
-
-
-def _decode(report: _Claimed) -> Exception | None:
-    """Validate a claimed report in full and check its hash; the error, if any."""
+            .returning(AgentReportRow.asset_id, AgentReportRow.payload, AgentReportRow.content_hash)
+        ).first()
+    if claimed is None:
+        return "skipped"
+    asset_id, payload, declared_hash = claimed
     try:
-        inventory = decode_inventory(
-            report.payload,
-            encoding="gzip",
-            config=ServerConfig(
-                max_inventory_bytes=len(report.payload) + 1,
-                max_inventory_uncompressed=1 << 31,
-            ),
-        )
-        content_hash = inventory.content_hash()
-        if content_hash != report.declared_hash:
-            raise InventoryError(
-                f"the inventory's content hash is {content_hash}, its upload declared "
-                f"{report.declared_hash} ({INVENTORY_HASH_HEADER}); nothing was applied",
-                hint="the agent and the server must compute the hash the same way: "
-                "upgrade the agent",
+        with database.session() as session:
+            newer = _newer_report(session, asset_id, report_id)
+            if newer is not None:
+                _finish_report(
+                    session, report_id, "superseded", now, error=f"report {newer} is newer"
+                )
+                return "superseded"
+            inventory = decode_inventory(
+                payload,
+                encoding="gzip",
+                config=ServerConfig(
+                    max_inventory_bytes=len(payload) + 1,
+                    max_inventory_uncompressed=1 << 31,
+                ),
             )
-    except Exception as exc:  # the report fails, the others of its batch go on
-        if not isinstance(exc, (InventoryError, ValidationFailed)):
-            log.exception("agent report %s could not be read", report.report_id)
-        report.error = exc
-        return exc
-    report.inventory = inventory
-    report.payload = b""
-    return None
-
-
-def _apply(
-    session: Session, reports: Sequence[tuple[_Claimed, Inventory]], *, now: datetime
-) -> dict[int, str]:
-    """Supersede what is outdated, store the rest, refresh their findings and groups."""
-    outcome: dict[int, str] = {}
-    newest = _newest_reports(session, sorted({r.asset_id for r, _ in reports}))
-    applying: list[tuple[_Claimed, Inventory]] = []
-    for report, inventory in reports:
-        latest = newest.get(report.asset_id, report.report_id)
-        if latest > report.report_id:
-            _finish_report(
-                session, report.report_id, "superseded", now, error=f"report {latest} is newer"
+            content_hash = inventory.content_hash()
+            if content_hash != declared_hash:
+                raise InventoryError(
+                    f"the inventory's content hash is {content_hash}, its upload declared "
+                    f"{declared_hash} ({INVENTORY_HASH_HEADER}); nothing was applied",
+                    hint="the agent and the server must compute the hash the same way: "
+                    "upgrade the agent",
+                )
+            stored = store_inventory(
+                session,
+                inventory,
+                now=now,
+                asset_id=asset_id,
+                source="agent",
+                content_hash=content_hash,
             )
-            outcome[report.report_id] = "superseded"
-        else:
-            applying.append((report, inventory))
-    cache = PackageIds()
-    changed: set[int] = set()
-    for report, inventory in applying:
-        stored = store_inventory(
-            session,
-            inventory,
-            now=now,
-            asset_id=report.asset_id,
-            source="agent",
-            content_hash=report.declared_hash,
-            package_ids=cache,
-        )
-        changed.update(stored.added)
-        changed.update(stored.removed)
-    if applying:
-        asset_ids = sorted({r.asset_id for r, _ in applying})
-        refresh_findings(session, now=now, asset_ids=asset_ids, packages=changed)
-        recompute_for_assets(session, asset_ids)
-    for report, inventory in applying:
-        _finish_report(session, report.report_id, "processed", now)
-        audit.record(
-            session,
-            Actor(f"agent:{report.asset_id}", "agent"),
-            "agent.inventory",
-            now=now,
-            target_type="asset",
-            target_id=report.asset_id,
-            after={"packages": len(inventory.packages), "hash": report.declared_hash},
-        )
-        outcome[report.report_id] = "processed"
-    return outcome
-
-
-def _newest_reports(session: Session, asset_ids: Sequence[int]) -> dict[int, int]:
-    """The newest report of each of ``asset_ids`` that is waiting, being applied or
-    applied. The assets' rows are locked first (in id order, so two processors never
-    deadlock): of two processes applying reports of one host the second waits for the
-    first, then sees its report."""
-    session.execute(
-        select(AssetRow.id)
-        .where(one_of(session, AssetRow.id, asset_ids))
-        .order_by(AssetRow.id)
-        .with_for_update()
-    )
-    return dict(
-        session.execute(
-            select(AgentReportRow.asset_id, func.max(AgentReportRow.id))
-            .where(
-                one_of(session, AgentReportRow.asset_id, asset_ids),
-                AgentReportRow.status.in_(["pending", "processing", "processed"]),
+            refresh_findings(
+                session, now=now, asset_ids=[asset_id], packages=stored.added + stored.removed
             )
-            .group_by(AgentReportRow.asset_id)
+            recompute_for_assets(session, [asset_id])
+            _finish_report(session, report_id, "processed", now)
+            audit.record(
+                session,
+                Actor(f"agent:{asset_id}", "agent"),
+                "agent.inventory",
+                now=now,
+                target_type="asset",
+                target_id=asset_id,
+                after={"packages": len(inventory.packages), "hash": content_hash},
+            )
+        return "processed"
+    except Exception as exc:
+        with database.session() as session:
+            _finish_report(session, report_id, "failed", now, error=f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, (InventoryError, ValidationFailed)):
+            return "failed"
+        raise
+
+
+def _newer_report(session: Session, asset_id: int, report_id: int) -> int | None:
+    """A report of ``asset_id`` newer than ``report_id`` that is waiting, being applied
+    or applied. The asset's row is locked first, so that of two processes applying
+    reports of one host the second waits for the first and then sees its report."""
+    session.execute(select(AssetRow.id).where(AssetRow.id == asset_id).with_for_update())
+    return session.scalar(
+        select(AgentReportRow.id)
+        .where(
+            AgentReportRow.asset_id == asset_id,
+            AgentReportRow.id > report_id,
+            AgentReportRow.status.in_(["pending", "processing", "processed"]),
         )
-        .tuples()
-        .all()
+        .limit(1)
     )
 
 
