@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from sqlalchemy import update
@@ -101,3 +105,29 @@ def test_a_claim_records_its_time(ctx: AppContext) -> None:
         row = session.get(AgentReportRow, report_id)
         assert row is not None
         assert row.claimed_at == ctx.now()
+
+
+def test_report_worker_command(tmp_path: Path) -> None:
+    """`patchwarden report-worker` refuses a share it cannot have, and a worker whose
+    server is gone (its parent is not the one it was started by) stops by itself."""
+    env = {**os.environ, "PATCHWARDEN_HOME": str(tmp_path)}
+    env.pop("PATCHWARDEN_DATABASE_URL", None)
+    command = [sys.executable, "-m", "patchwarden", "report-worker"]
+    refused = subprocess.run(
+        [*command, "--index", "2", "--count", "2"],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 2
+    assert "--index 2 is not below --count 2" in refused.stderr
+    orphan = subprocess.run(
+        [*command, "--parent-pid", str(os.getpid() + 1_000_000)],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert orphan.returncode == 0, orphan.stderr
