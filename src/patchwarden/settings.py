@@ -67,8 +67,8 @@ class Settings(BaseSettings):
         le=16,
         description=(
             "Processes `patchwarden server` starts to apply acknowledged agent reports. "
-            "Empty: 1 on PostgreSQL, 0 on SQLite. 0: each server process applies them "
-            "in a thread of its own."
+            "Empty: as many as --workers on PostgreSQL, 0 on SQLite. 0: each server "
+            "process applies them in a thread of its own."
         ),
     )
     report_nice: int = Field(

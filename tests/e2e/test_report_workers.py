@@ -96,9 +96,14 @@ def test_server_runs_restarts_and_stops_its_report_workers(
 
     try:
         _wait_for("the server", healthy)
-        (worker,) = _wait_for("its report worker", report_workers)
-        # The worker lowers its own priority once started (PATCHWARDEN_REPORT_NICE).
-        _wait_for("the worker's niceness", lambda: _niceness(worker) == 7)
+        # By default as many report workers as request workers; each lowers its own
+        # priority once started (PATCHWARDEN_REPORT_NICE).
+        started = _wait_for("two report workers", lambda: len(report_workers()) == 2)
+        assert started
+        first_two = report_workers()
+        for pid in first_two:
+            _wait_for("the workers' niceness", lambda pid=pid: _niceness(pid) == 7)
+        worker = first_two[0]
         assert _niceness(server.pid) == 0
 
         enrolled = httpx.post(
@@ -123,7 +128,7 @@ def test_server_runs_restarts_and_stops_its_report_workers(
 
         os.kill(worker, signal.SIGKILL)  # a crash: the server starts another one
         (restarted,) = _wait_for(
-            "a new report worker", lambda: [p for p in report_workers() if p != worker]
+            "a new report worker", lambda: [p for p in report_workers() if p not in first_two]
         )
         second = put(1)
         _wait_for("the report applied by the new worker", lambda: applied(second))

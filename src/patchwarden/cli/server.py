@@ -58,7 +58,7 @@ def server(
         min=0,
         max=16,
         help="Processes applying agent reports (default: PATCHWARDEN_REPORT_PROCESSES, "
-        "else 1 on PostgreSQL, 0 on SQLite = a thread in each worker).",
+        "else as many as --workers on PostgreSQL, 0 on SQLite = a thread in each worker).",
     ),
 ) -> int:
     """Run the API, agent endpoint and web UI under uvicorn."""
@@ -73,7 +73,9 @@ def server(
     if report_processes is None:
         report_processes = cfg.report_processes
     if report_processes is None:
-        report_processes = 0 if sqlite else 1
+        # As many as there are request processes: under load the requests get the
+        # cores first (niceness), and the backlog drains in parallel afterwards.
+        report_processes = 0 if sqlite else workers
     # Migrate once here, not concurrently in every worker.
     open_database(cfg.effective_database_url).dispose()
     if tls:
