@@ -90,6 +90,13 @@ class Settings(BaseSettings):
         description="Mirror base URL or directory `patchwarden up` syncs feeds from.",
     )
 
+    @field_validator("report_processes", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None  # PATCHWARDEN_REPORT_PROCESSES= (empty): the default
+        return value
+
     @field_validator("home", mode="before")
     @classmethod
     def _expand_home(cls, value: object) -> object:

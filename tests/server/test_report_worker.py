@@ -10,13 +10,16 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from patchwarden.core.errors import ConfigError
 from patchwarden.server.app import create_app
 from patchwarden.server.context import AppContext
 from patchwarden.server.report_worker import serve_reports
 from patchwarden.server.services import agents
+from patchwarden.settings import load_settings
 from patchwarden.store.models import AgentReportRow, AssetRow
 from tests.server.test_agent_api import acknowledged, enroll, inventory, make_token, upload
 
@@ -131,3 +134,19 @@ def test_report_worker_command(tmp_path: Path) -> None:
         timeout=60,
     )
     assert orphan.returncode == 0, orphan.stderr
+
+
+def test_report_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty PATCHWARDEN_REPORT_PROCESSES means the default; a bad value is a clear
+    error naming the setting."""
+    monkeypatch.setenv("PATCHWARDEN_REPORT_PROCESSES", "")
+    assert load_settings().report_processes is None
+    monkeypatch.setenv("PATCHWARDEN_REPORT_PROCESSES", "2")
+    assert load_settings().report_processes == 2
+    monkeypatch.setenv("PATCHWARDEN_REPORT_PROCESSES", "many")
+    with pytest.raises(ConfigError, match="PATCHWARDEN_REPORT_PROCESSES"):
+        load_settings()
+    monkeypatch.setenv("PATCHWARDEN_REPORT_PROCESSES", "2")
+    monkeypatch.setenv("PATCHWARDEN_REPORT_PROCESSOR", "elsewhere")
+    with pytest.raises(ConfigError, match="PATCHWARDEN_REPORT_PROCESSOR"):
+        load_settings()

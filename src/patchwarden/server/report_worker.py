@@ -122,10 +122,9 @@ class ReportWorkers:
     """The report worker processes of one ``patchwarden server``: started before
     uvicorn, restarted when one dies, stopped after uvicorn returns."""
 
-    def __init__(self, count: int, *, nice: int, env: dict[str, str] | None = None) -> None:
+    def __init__(self, count: int, *, nice: int) -> None:
         self.count = count
         self.nice = nice
-        self._env = env
         self._processes: list[subprocess.Popen[bytes] | None] = [None] * count
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="report-workers", daemon=True)
@@ -147,10 +146,6 @@ class ReportWorkers:
             str(os.getpid()),
         ]
 
-    def pids(self) -> list[int]:
-        """Process ids of the running workers."""
-        return [p.pid for p in self._processes if p is not None and p.poll() is None]
-
     def start(self) -> None:
         """Start every worker and the thread that restarts the ones that die."""
         for index in range(self.count):
@@ -158,7 +153,7 @@ class ReportWorkers:
         self._watcher.start()
 
     def _spawn(self, index: int) -> None:
-        self._processes[index] = subprocess.Popen(self.command(index), env=self._env)
+        self._processes[index] = subprocess.Popen(self.command(index))
 
     def _watch(self) -> None:
         while not self._stop.wait(1.0):
