@@ -98,8 +98,7 @@ def test_server_runs_restarts_and_stops_its_report_workers(
         _wait_for("the server", healthy)
         # By default as many report workers as request workers; each lowers its own
         # priority once started (PATCHWARDEN_REPORT_NICE).
-        started = _wait_for("two report workers", lambda: len(report_workers()) == 2)
-        assert started
+        _wait_for("two report workers", lambda: len(report_workers()) == 2)
         first_two = report_workers()
         for pid in first_two:
             _wait_for("the workers' niceness", lambda pid=pid: _niceness(pid) == 7)

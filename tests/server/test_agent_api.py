@@ -271,19 +271,6 @@ def test_server_can_ask_for_an_early_checkin(ctx: AppContext, app_client: TestCl
     assert later.json()["next_checkin_seconds"] == 300  # the hint is used once
 
 
-def test_pending_reports_are_swept_after_a_crash(
-    ctx: AppContext, app_client: TestClient, clock: Clock
-) -> None:
-    enrolled = enroll(app_client, make_token(ctx))
-    credential, asset_id = enrolled["credential"], enrolled["asset_id"]
-    acknowledged(ctx, asset_id, inventory())  # then the process "died" before applying it
-    clock.advance(minutes=1)
-    assert agents.process_pending(ctx.db, now=ctx.now(), older_than=timedelta(seconds=30)) == 1
-    with ctx.db.session() as session:
-        assert session.scalars(select(AgentReportRow.status)).one() == "processed"
-    del credential
-
-
 @pytest.mark.parametrize("header", ["Bearer pwa_1", "Bearer pwa_x_y", "Basic abc", ""])
 def test_malformed_agent_credentials(app_client: TestClient, header: str) -> None:
     response = app_client.post("/api/agent/v1/checkin", json={}, headers={"Authorization": header})

@@ -243,13 +243,7 @@ class _Reader:
         if not top:
             return None
         hostname = self._text(top, "hostname", "$", required=True, limit=MAX_TOKEN)
-        packages = top.get("packages")
-        if "packages" not in top:
-            self.error("packages", "missing")
-        elif not isinstance(packages, list):
-            self.error("packages", f"expected a list, got {_kind(packages)}")
-        elif len(packages) > MAX_PACKAGES:
-            self.error("packages", f"more than {MAX_PACKAGES} entries")
+        self._package_list(top)
         return hostname
 
     def inventory(self, data: object) -> Inventory | None:
@@ -265,7 +259,7 @@ class _Reader:
             reboot = False
         problems = self._problems(top.get("problems", []))
         default = os_info.ecosystem if os_info is not None else ""
-        packages = self._packages(top.get("packages"), default, "packages" in top)
+        packages = self._packages(top, default)
         return Inventory(
             hostname=hostname,
             packages=packages,
@@ -326,15 +320,22 @@ class _Reader:
                 problems.append(item)
         return tuple(problems)
 
-    def _packages(self, value: object, default: str, present: bool) -> tuple[InstalledPackage, ...]:
-        if not present:
+    def _package_list(self, top: dict[str, Any]) -> list[Any] | None:
+        """The document's package list, if it is one of an allowed length."""
+        value = top.get("packages")
+        if "packages" not in top:
             self.error("packages", "missing")
-            return ()
-        if not isinstance(value, list):
+        elif not isinstance(value, list):
             self.error("packages", f"expected a list, got {_kind(value)}")
-            return ()
-        if len(value) > MAX_PACKAGES:
+        elif len(value) > MAX_PACKAGES:
             self.error("packages", f"more than {MAX_PACKAGES} entries")
+        else:
+            return value
+        return None
+
+    def _packages(self, top: dict[str, Any], default: str) -> tuple[InstalledPackage, ...]:
+        value = self._package_list(top)
+        if value is None:
             return ()
         valid = _valid_packages(value, default)
         if valid is not None:

@@ -94,8 +94,8 @@ def run_worker(
     parent_pid: int | None = None,
 ) -> int:
     """The body of ``patchwarden report-worker``: lower this process's priority, stop on
-    SIGTERM/SIGINT (after the report in hand), and — started by a server — stop when
-    that server is gone."""
+    SIGTERM/SIGINT (after the report in hand), and — started by a server — stop once
+    that server is gone and nothing is left pending (a backlog is finished first)."""
     if nice:
         os.nice(nice)
     stop = threading.Event()

@@ -817,14 +817,3 @@ def requeue_stale(database: Database, *, now: datetime, lease: timedelta = REPOR
             .values(status="pending", claimed_at=None)
         )
         return int(getattr(result, "rowcount", 0) or 0)
-
-
-def process_pending(
-    database: Database, *, now: datetime, older_than: timedelta | None = None, limit: int = 100
-) -> int:
-    """Process pending reports (those another process acknowledged but did not finish)."""
-    done = 0
-    for report_id in pending_reports(database, now=now, older_than=older_than, limit=limit):
-        if process_report(database, report_id, now=now) == "processed":
-            done += 1
-    return done
