@@ -23,12 +23,32 @@ from sqlalchemy import text
 
 from patchwarden.store.db import Database, open_database
 from patchwarden.store.models import Base
-from tests.support import data_file
+from tests.support import MISSING_DATA, data_file, shared_data_dir
 
 DEFAULT_ADMIN_URLS = (
     "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
     "postgresql+psycopg://root@127.0.0.1:5432/postgres",
 )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """One line at the very end when tests were skipped because the real data is absent."""
+    terminalreporter = config.pluginmanager.get_plugin("terminalreporter")
+    if terminalreporter is None:
+        return
+    missing = sum(
+        1
+        for report in terminalreporter.stats.get("skipped", [])
+        if isinstance(report.longrepr, tuple) and MISSING_DATA in str(report.longrepr[2])
+    )
+    if missing:
+        terminalreporter.write_line(
+            f"{missing} tests skipped: the real test data was not found under "
+            f"{shared_data_dir()}; set PATCHWARDEN_TEST_DATA=/path/to/shared/data "
+            "to run them (README, 'Tests')",
+            yellow=True,
+            bold=True,
+        )
 
 
 @pytest.fixture(scope="session")

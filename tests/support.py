@@ -37,13 +37,17 @@ def shared_data_dir() -> Path:
     return REPO_ROOT.parent / "shared" / "data"
 
 
+#: Every skip for absent real data starts with this (conftest counts them at the end).
+MISSING_DATA = "real test data"
+
+
 def data_file(relative: str) -> Path:
     """A file or folder inside the shared data; skips the test with a reason when absent."""
     root = shared_data_dir()
     path = root / relative
     if not path.exists():
         pytest.skip(
-            f"real test data {relative} not found under {root}; set PATCHWARDEN_TEST_DATA "
+            f"{MISSING_DATA} {relative} not found under {root}; set PATCHWARDEN_TEST_DATA "
             "to the shared data folder (see README, 'Tests')"
         )
     return path

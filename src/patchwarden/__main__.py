@@ -1,5 +1,5 @@
 """``python -m patchwarden``: the same as the ``patchwarden`` command."""
 
-from patchwarden.cli.main import main
+from patchwarden.cli import main
 
 main()

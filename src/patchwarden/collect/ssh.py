@@ -31,12 +31,18 @@ import os
 import shlex
 import socket
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import asyncssh
+with warnings.catch_warnings():
+    # asyncssh imports cryptography's DSA classes at import time, and cryptography (>= 47)
+    # warns there that DSA is deprecated. patchwarden never offers or accepts DSA keys;
+    # only that one warning, raised from asyncssh's own modules, is silenced.
+    warnings.filterwarnings("ignore", message="DSA is deprecated", module="asyncssh")
+    import asyncssh
 
 from patchwarden.collect.apk import APK_INSTALLED_PATH, parse_apk_installed
 from patchwarden.collect.dpkg import DPKG_QUERY_ARGV, parse_dpkg_query
