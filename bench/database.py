@@ -270,7 +270,7 @@ def _child(
     for name in ("match_pending", "load_index", "threats_for", "insert_rows"):
         setattr(findings, name, wrap(name, getattr(findings, name), labels.get(name)))
 
-    database = open_database(url, migrate=False)
+    database = open_database(url)
     # Connect and warm the pool outside the measure: a server keeps its pool open.
     with database.engine.connect() as connection:
         connection.execute(text("SELECT 1"))
@@ -369,7 +369,7 @@ def measure_backend(
         return profile_dir / f"{backend}-{mode}-{n + 1}.prof" if profile_dir else None
 
     with throwaway_database(backend, postgres_admin_url, workdir) as url:
-        database = open_database(url)
+        database = open_database(url, migrate=True)
         try:
             log(f"{backend}: setup")
             asset_ids = _setup(

@@ -666,7 +666,7 @@ def measure_db_ticks(
     result: dict[str, Any] = {"backend": backend, "point": point.name, "ticks": []}
     workdir = Path(tempfile.mkdtemp(prefix="pw_bench_orch_"))
     with throwaway_database(backend, args.postgres_url, workdir) as url:
-        database = open_database(url)
+        database = open_database(url, migrate=True)
         try:
             start = time.perf_counter()
             rollout_id = write_rollout(database, layout, point)
@@ -1133,7 +1133,7 @@ async def measure_dispatch(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"runs": []}
     home = Path(tempfile.mkdtemp(prefix="pw_bench_dispatch_"))
     with throwaway_database("postgres", args.postgres_url, None) as url:
-        database = open_database(url)
+        database = open_database(url, migrate=True)
         try:
             with database.session() as session:
                 _row, token = create_enrollment_token(

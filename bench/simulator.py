@@ -870,7 +870,7 @@ async def _main_async(args: argparse.Namespace, report: dict[str, Any]) -> None:
     }
 
     with throwaway_database("postgres", args.postgres_url, None) as url:
-        database = open_database(url)
+        database = open_database(url, migrate=True)
         home = Path(tempfile.mkdtemp(prefix="pw_bench_sim_"))
         try:
             _log("importing advisories into PostgreSQL")

@@ -87,7 +87,7 @@ def postgres_url() -> Iterator[str]:
     base, _, query = admin.rpartition("/")
     query = query.split("?", 1)
     url = f"{base}/{name}" + (f"?{query[1]}" if len(query) > 1 else "")
-    open_database(url).dispose()
+    open_database(url, migrate=True).dispose()
     yield url
     with psycopg.connect(_dsn(admin), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -97,7 +97,7 @@ def postgres_url() -> Iterator[str]:
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite file, copied for each test (migrating once is faster)."""
     path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
-    open_database(f"sqlite:///{path}").dispose()
+    open_database(f"sqlite:///{path}", migrate=True).dispose()
     return path
 
 
@@ -119,7 +119,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{target}"
         return
     url: str = request.getfixturevalue("postgres_url")
-    database = open_database(url, migrate=False)
+    database = open_database(url)
     try:
         _truncate_all(database)
     finally:
@@ -130,7 +130,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def db(db_url: str) -> Iterator[Database]:
     """An open ``Database`` on a clean schema (SQLite and PostgreSQL)."""
-    database = open_database(db_url, migrate=False)
+    database = open_database(db_url)
     try:
         yield database
     finally:

@@ -22,7 +22,11 @@ def _default_home() -> Path:
 class Settings(BaseSettings):
     """patchwarden's configuration."""
 
-    model_config = SettingsConfigDict(env_prefix="PATCHWARDEN_", extra="ignore")
+    # A .env file in the working directory supplies PATCHWARDEN_* values; variables set
+    # in the environment win over it. Other keys in the file are ignored.
+    model_config = SettingsConfigDict(
+        env_prefix="PATCHWARDEN_", extra="ignore", env_file=".env", env_file_encoding="utf-8"
+    )
 
     home: Path = Field(
         default_factory=_default_home,

@@ -14,7 +14,8 @@ app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 def upgrade_command(
     revision: str = typer.Argument("head", help="Target revision (default: newest)."),
 ) -> int:
-    """Apply schema migrations (every command also does this on start)."""
+    """Apply schema migrations: the one explicit place besides `up` and `server`, which
+    migrate before their workers start. Other commands refuse an out-of-date schema."""
     engine = make_engine(settings().effective_database_url)
     try:
         upgrade(engine, revision)

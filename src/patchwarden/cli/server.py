@@ -76,8 +76,8 @@ def server(
         # As many as there are request processes: under load the requests get the
         # cores first (niceness), and the backlog drains in parallel afterwards.
         report_processes = 0 if sqlite else workers
-    # Migrate once here, not concurrently in every worker.
-    open_database(cfg.effective_database_url).dispose()
+    # Migrate once here, before any worker starts; workers only check the schema.
+    open_database(cfg.effective_database_url, migrate=True).dispose()
     if tls:
         os.environ["PATCHWARDEN_SECURE_COOKIES"] = "1"
     report_workers = None
@@ -190,7 +190,7 @@ def up(
     """The main job: server on the embedded database, admin account, a local agent for
     this host, feeds when reachable — and the dashboard URL."""
     cfg = settings()
-    db = open_database(cfg.effective_database_url)
+    db = open_database(cfg.effective_database_url, migrate=True)
     generated = bootstrap_admin(db, cfg)
     # One process on the embedded database: it applies agent reports in a thread.
     ctx = AppContext(db=db, config=replace(config_from(cfg), apply_reports=True))

@@ -2,24 +2,32 @@
 
 SQLite is the embedded default (WAL journal, foreign keys on, a busy timeout so several
 processes can share the file); PostgreSQL is reached through the same URL setting.
-``open_database`` brings the schema to the newest Alembic revision before returning.
+
+Migrations run in one explicit place: ``open_database(url, migrate=True)``, used only by
+``patchwarden db upgrade`` and by the commands that start the server (``up``,
+``server``) before any worker exists. Everything else opens with ``migrate=False`` and
+refuses a database whose schema is not the one this code was written for, with a hint
+to run ``patchwarden db upgrade``: several server workers or a read-only command must
+never race to change the schema under each other.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from patchwarden.core.errors import ConfigError
+from patchwarden.core.errors import ConfigError, PatchwardenError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -107,6 +115,51 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+@cache
+def _revisions() -> tuple[str, frozenset[str]]:
+    """The newest revision this code knows, and every revision it knows."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    script = ScriptDirectory.from_config(config)
+    head = script.get_current_head()
+    if head is None:  # pragma: no cover - the package ships its migrations
+        raise ConfigError("patchwarden's migrations are missing from the installation")
+    return head, frozenset(r.revision for r in script.walk_revisions())
+
+
+def require_current_schema(engine: Engine) -> None:
+    """Refuse a database whose schema is missing, older or newer than this code's."""
+    head, known = _revisions()
+    try:
+        revision = current_revision(engine)
+    except OperationalError as exc:
+        raise ConfigError(
+            f"cannot reach the database: {exc.orig}",
+            hint="check PATCHWARDEN_DATABASE_URL and that the database server is running",
+        ) from exc
+    where = engine.url.render_as_string(hide_password=True)
+    if revision == head:
+        return
+    if revision is None:
+        raise ConfigError(
+            f"the database {where} has no patchwarden schema yet",
+            hint="create it with `patchwarden db upgrade` (`patchwarden up` and "
+            "`patchwarden server` do that when they start)",
+        )
+    if revision in known:
+        raise ConfigError(
+            f"the database {where} has schema revision {revision}; this patchwarden "
+            f"needs {head}",
+            hint="run `patchwarden db upgrade` (or restart `patchwarden server`, which "
+            "migrates before its workers start)",
+        )
+    raise ConfigError(
+        f"the database {where} has schema revision {revision}, newer than this "
+        f"patchwarden knows (newest: {head})",
+        hint="run the patchwarden version that migrated it, or upgrade this one",
+    )
+
+
 class Database:
     """An engine plus its session factory; the unit the rest of the code passes around."""
 
@@ -148,14 +201,24 @@ class Database:
 
 
 def open_database(
-    url: str, *, migrate: bool = True, pool_size: int = DEFAULT_POOL_SIZE
+    url: str, *, migrate: bool = False, pool_size: int = DEFAULT_POOL_SIZE
 ) -> Database:
-    """Open the database at ``url`` and bring its schema up to date."""
+    """Open the database at ``url``.
+
+    With ``migrate`` the schema is brought up to date first (only the explicit places
+    named in this module's docstring pass it); without, a schema that is not exactly
+    this code's is refused with a ConfigError saying what to run.
+    """
     engine = make_engine(url, pool_size=pool_size)
     try:
         if migrate:
             upgrade(engine)
+        else:
+            require_current_schema(engine)
     except SQLAlchemyError as exc:
         engine.dispose()
         raise ConfigError(f"database error at {engine.url!r}: {exc}") from exc
+    except PatchwardenError:
+        engine.dispose()
+        raise
     return Database(engine)
