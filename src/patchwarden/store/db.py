@@ -148,8 +148,7 @@ def require_current_schema(engine: Engine) -> None:
         )
     if revision in known:
         raise ConfigError(
-            f"the database {where} has schema revision {revision}; this patchwarden "
-            f"needs {head}",
+            f"the database {where} has schema revision {revision}; this patchwarden needs {head}",
             hint="run `patchwarden db upgrade` (or restart `patchwarden server`, which "
             "migrates before its workers start)",
         )
