@@ -15,15 +15,21 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
 from sqlalchemy import text
 
+from patchwarden.server.services.identity import create_token, create_user
+from patchwarden.store.audit import SYSTEM
 from patchwarden.store.db import Database, open_database
 from patchwarden.store.models import Base
 from tests.support import MISSING_DATA, data_file, shared_data_dir
+
+#: A fixed creation time for fixture users' tokens (valid for 30 days from now).
+_NOW = datetime.now(UTC)
 
 DEFAULT_ADMIN_URLS = (
     "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
@@ -125,6 +131,34 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     finally:
         database.dispose()
     yield url
+
+
+def make_user_token(url: str, username: str, role: str) -> tuple[int, str]:
+    """Create a user with an API token of their whole role; returns (user id, token)."""
+    database = open_database(url)
+    try:
+        with database.session() as session:
+            user = create_user(
+                session, SYSTEM, username=username, password="x" * 16, role=role, now=_NOW
+            )
+            _row, token = create_token(
+                session, SYSTEM, user, name="tests", scopes=None, days=30, now=_NOW
+            )
+            return user.id, token
+    finally:
+        database.dispose()
+
+
+@pytest.fixture
+def cli_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The CLI on the test database (SQLite and PostgreSQL) with a home in tmp, signed
+    in (PATCHWARDEN_TOKEN) as the admin ``cli-admin``; returns the database URL."""
+    monkeypatch.setenv("PATCHWARDEN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PATCHWARDEN_DATABASE_URL", db_url)
+    monkeypatch.setenv("PATCHWARDEN_CREDENTIALS_FILE", str(tmp_path / "credentials.json"))
+    _user_id, token = make_user_token(db_url, "cli-admin", "admin")
+    monkeypatch.setenv("PATCHWARDEN_TOKEN", token)
+    return db_url
 
 
 @pytest.fixture

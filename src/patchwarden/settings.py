@@ -5,11 +5,12 @@ Every setting is documented in README.md ("Settings"); keep the two in step.
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from patchwarden.core.errors import ConfigError
@@ -17,6 +18,11 @@ from patchwarden.core.errors import ConfigError
 
 def _default_home() -> Path:
     return Path.home() / ".local" / "share" / "patchwarden"
+
+
+def _default_credentials() -> Path:
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "patchwarden" / "credentials.json"
 
 
 class Settings(BaseSettings):
@@ -89,6 +95,17 @@ class Settings(BaseSettings):
             "sets it for its workers; set it only when running report workers yourself."
         ),
     )
+    token: SecretStr = Field(
+        default=SecretStr(""),
+        description=(
+            "API token (pwt_...) the CLI acts with when a command changes something. "
+            "Empty: the token `patchwarden login` stored for this database."
+        ),
+    )
+    credentials_file: Path = Field(
+        default_factory=_default_credentials,
+        description="Where `patchwarden login` keeps its token per database (mode 0600).",
+    )
     feeds_mirror: str = Field(
         default="",
         description="Mirror base URL or directory `patchwarden up` syncs feeds from.",
@@ -101,7 +118,7 @@ class Settings(BaseSettings):
             return None  # PATCHWARDEN_REPORT_PROCESSES= (empty): the default
         return value
 
-    @field_validator("home", mode="before")
+    @field_validator("home", "credentials_file", mode="before")
     @classmethod
     def _expand_home(cls, value: object) -> object:
         if isinstance(value, str):

@@ -13,21 +13,13 @@ from tests.support import data_file
 ALMA_INVENTORY = "rpm-inventories/go-rpmdb_Rockylinux9WithSQLite3.rpm-qa.txt"
 
 
-@pytest.fixture
-def cli_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A patchwarden home in tmp and the test database (SQLite and PostgreSQL)."""
-    monkeypatch.setenv("PATCHWARDEN_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("PATCHWARDEN_DATABASE_URL", db_url)
-    return tmp_path
-
-
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = run(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
 
 
-def test_scan_inventory_file_json_shape(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_scan_inventory_file_json_shape(cli_env: str, capsys: pytest.CaptureFixture[str]) -> None:
     alma = data_file("osv-almalinux/advisories/almalinux9")
     kev = data_file("cisa-kev/known_exploited_vulnerabilities.json")
     code, out, _ = cli(capsys, "feeds", "import", str(alma), str(kev), "--json")
@@ -82,7 +74,7 @@ def test_scan_inventory_file_json_shape(cli_env: Path, capsys: pytest.CaptureFix
     assert "glibc" in upgrade_targets
 
 
-def test_scan_fail_on_sets_the_exit_code(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_scan_fail_on_sets_the_exit_code(cli_env: str, capsys: pytest.CaptureFixture[str]) -> None:
     cli(capsys, "feeds", "import", str(data_file("osv-almalinux/advisories/almalinux9")))
     inventory = str(data_file(ALMA_INVENTORY))
     args = ["scan", "-i", inventory, "-e", "AlmaLinux:9", "--hostname", "h", "-f", "csv"]
@@ -94,7 +86,7 @@ def test_scan_fail_on_sets_the_exit_code(cli_env: Path, capsys: pytest.CaptureFi
 
 
 def test_scan_table_output_and_empty_database_banner(
-    cli_env: Path, capsys: pytest.CaptureFixture[str]
+    cli_env: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     inventory = str(data_file(ALMA_INVENTORY))
     code, out, err = cli(capsys, "scan", "-i", inventory, "-e", "AlmaLinux:9", "--hostname", "t")
@@ -104,7 +96,7 @@ def test_scan_table_output_and_empty_database_banner(
 
 
 def test_explain_shows_intel_and_affected_hosts(
-    cli_env: Path, capsys: pytest.CaptureFixture[str]
+    cli_env: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cli(
         capsys,
@@ -131,7 +123,7 @@ def test_explain_shows_intel_and_affected_hosts(
 
 
 def test_user_errors_print_one_line_and_exit_2(
-    cli_env: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    cli_env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     code, _, err = cli(capsys, "explain", "CVE-0000-0000")
     assert code == 2
@@ -152,7 +144,7 @@ def test_user_errors_print_one_line_and_exit_2(
     assert "broken.json" in err
 
 
-def test_feeds_status_json(cli_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_feeds_status_json(cli_env: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = cli(capsys, "feeds", "status", "--json")
     assert code == 0
     assert json.loads(out)["feeds"] == []
@@ -169,7 +161,7 @@ def test_feeds_status_json(cli_env: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_scan_this_host_with_a_local_advisory_file(
-    cli_env: Path, capsys: pytest.CaptureFixture[str]
+    cli_env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """No --inventory: the local collector reads this machine (a Debian host in CI)."""
     import shutil
@@ -191,7 +183,7 @@ def test_scan_this_host_with_a_local_advisory_file(
         for line in release.splitlines()
         if line.startswith("VERSION_ID=")
     )
-    advisory = cli_env / "local.json"
+    advisory = tmp_path / "local.json"
     advisory.write_text(
         json.dumps(
             {

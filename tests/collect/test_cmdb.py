@@ -300,15 +300,7 @@ def run_fleet_cli(*argv: str) -> int:
     return result if isinstance(result, int) else 0
 
 
-@pytest.fixture
-def cli_db(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A patchwarden home in tmp on the test database (SQLite and PostgreSQL)."""
-    monkeypatch.setenv("PATCHWARDEN_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("PATCHWARDEN_DATABASE_URL", db_url)
-    return db_url
-
-
-def test_cmdb_import_command(cli_db: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cmdb_import_command(cli_env: str, capsys: pytest.CaptureFixture[str]) -> None:
     export = str(FIXTURES / "servicenow-cmdb_ci_server.json")
     assert run_fleet_cli("cmdb-import", export, "--dry-run", "--json") == 1
     dry = json.loads(capsys.readouterr().out)
@@ -316,7 +308,7 @@ def test_cmdb_import_command(cli_db: str, capsys: pytest.CaptureFixture[str]) ->
     assert (dry["rows"], dry["skipped_rows"], dry["created"]) == (3, 1, 2)
     assert [p["column"] for p in dry["problems"]] == ["owned_by", ""]
 
-    database = open_database(cli_db, migrate=False)
+    database = open_database(cli_env)
     try:
         with database.session() as session:
             assert session.scalars(select(AssetRow)).first() is None
@@ -338,7 +330,7 @@ def test_cmdb_import_command(cli_db: str, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_cmdb_import_rejects_a_file_that_is_no_export(
-    cli_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cli_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     junk = tmp_path / "notes.txt"
     junk.write_text("remember the milk\n")

@@ -110,14 +110,8 @@ def test_database_refuses_update_and_delete(ctx: AppContext) -> None:
 
 
 def test_cli_verify_and_export(
-    ctx: AppContext,
-    db_url: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    cli_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("PATCHWARDEN_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("PATCHWARDEN_DATABASE_URL", db_url)
     assert run(["groups", "create", "db", "--filter", '{"tags_any": ["db"]}']) == 0
     capsys.readouterr()
     assert run(["audit", "verify", "--json"]) == 0
@@ -128,5 +122,6 @@ def test_cli_verify_and_export(
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [e["seq"] for e in lines] == list(range(1, len(lines) + 1))
     assert lines[-1]["action"] == "group.create"
-    assert lines[-1]["actor"].startswith("cli:")
+    assert lines[-1]["actor"] == "cli-admin (token tests)"
+    assert lines[-1]["actor_type"] == "cli"
     assert all(lines[i]["prev_hash"] == lines[i - 1]["hash"] for i in range(1, len(lines)))

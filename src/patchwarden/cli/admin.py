@@ -1,10 +1,10 @@
 """Fleet administration from the server's machine: users, tokens, enrollment tokens,
 assets, groups and the audit log. Each command works on the configured database
-directly (as the local operator ``cli:<os user>``) and is audited like an API call."""
+directly; changes are made as the signed-in patchwarden user (cli/identity.py), with
+the same permissions as the API, and audited like an API call."""
 
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 from pathlib import Path
@@ -15,8 +15,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from patchwarden.cli.common import EXIT_OK, database, now, print_json, stderr, stdout
-from patchwarden.core.errors import ValidationFailed
+from patchwarden.cli.common import (
+    EXIT_OK,
+    database,
+    now,
+    print_json,
+    read_secret,
+    stderr,
+    stdout,
+)
+from patchwarden.cli.identity import actor, operator
+from patchwarden.core.errors import PermissionDenied, ValidationFailed
 from patchwarden.server.security import ROLES
 from patchwarden.server.services import agents, identity
 from patchwarden.server.services.assets import (
@@ -27,7 +36,6 @@ from patchwarden.server.services.assets import (
     update_asset,
 )
 from patchwarden.store import audit
-from patchwarden.store.audit import Actor
 from patchwarden.store.groups import (
     create_group,
     delete_group,
@@ -55,11 +63,6 @@ audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True
 JsonFlag = typer.Option(False, "--json", help="Print JSON.")
 
 
-def actor() -> Actor:
-    """The local operator, as the audit log records them."""
-    return Actor(f"cli:{getpass.getuser()}", "cli")
-
-
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     table = Table(title=title, title_justify="left")
     for column in columns:
@@ -67,17 +70,6 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     for row in rows:
         table.add_row(*(escape("" if v is None else str(v)) for v in row))
     stdout().print(table)
-
-
-def _read_password(password: str | None) -> str:
-    if password is not None:
-        return password
-    if not sys.stdin.isatty():
-        return sys.stdin.readline().rstrip("\n")
-    first = getpass.getpass("password: ")
-    if getpass.getpass("again: ") != first:
-        raise ValidationFailed("the two passwords differ")
-    return first
 
 
 # --------------------------------------------------------------------------- users
@@ -109,10 +101,15 @@ def users_create(
     as_json: bool = JsonFlag,
 ) -> int:
     """Create a user."""
-    secret = _read_password(password)
+    secret = password if password is not None else read_secret("password: ", confirm=True)
     with database() as db, db.session() as session:
         user = identity.create_user(
-            session, actor(), username=username, password=secret, role=role, now=now()
+            session,
+            actor(session, "users:write"),
+            username=username,
+            password=secret,
+            role=role,
+            now=now(),
         )
         out = identity.user_json(user)
     print_json(out) if as_json else stdout().print(f"created user {escape(username)} ({role})")
@@ -128,11 +125,17 @@ def users_set(
     as_json: bool = JsonFlag,
 ) -> int:
     """Change a user's role, password or disabled flag."""
-    secret = _read_password(None) if password else None
+    secret = read_secret("password: ", confirm=True) if password else None
     with database() as db, db.session() as session:
         user = identity.get_user(session, username)
         identity.update_user(
-            session, actor(), user, now=now(), role=role, password=secret, disabled=disabled
+            session,
+            actor(session, "users:write"),
+            user,
+            now=now(),
+            role=role,
+            password=secret,
+            disabled=disabled,
         )
         out = identity.user_json(user)
     print_json(out) if as_json else stdout().print(f"updated user {escape(username)}")
@@ -144,7 +147,9 @@ def users_set(
 
 @tokens_app.command("create")
 def tokens_create(
-    username: str = typer.Option(..., "--user", help="Owner of the token."),
+    username: str | None = typer.Option(
+        None, "--user", help="Owner of the token (default: you; others need users:write)."
+    ),
     name: str = typer.Option("token", "--name", help="A label for the token."),
     scopes: list[str] = typer.Option(
         [], "--scope", help="Permission (repeatable); default: all of the user's role."
@@ -154,11 +159,17 @@ def tokens_create(
 ) -> int:
     """Create an API token; the secret is printed once."""
     with database() as db, db.session() as session:
-        user = identity.get_user(session, username)
+        who = operator(session, "tokens:self", now=now())
+        user = identity.get_user(session, username if username else who.user_id or 0)
+        if user.id != who.user_id and "users:write" not in who.permissions:
+            raise PermissionDenied(
+                f"{who.name} may create tokens only for themselves (users:write needed)"
+            )
         row, secret = identity.create_token(
-            session, actor(), user, name=name, scopes=scopes or None, days=days, now=now()
+            session, who.actor(), user, name=name, scopes=scopes or None, days=days, now=now()
         )
         out = {**identity.token_json(row), "token": secret}
+        username = user.username
     if as_json:
         print_json(out)
     else:
@@ -201,10 +212,12 @@ def tokens_list(
 
 @tokens_app.command("revoke")
 def tokens_revoke(token_id: int, as_json: bool = JsonFlag) -> int:
-    """Revoke an API token."""
+    """Revoke one of your API tokens (anyone's with users:write)."""
     with database() as db, db.session() as session:
+        who = operator(session, "tokens:self", now=now())
+        owner = None if "users:write" in who.permissions else who.user_id
         out = identity.token_json(
-            identity.revoke_token(session, actor(), token_id, now=now(), owner_id=None)
+            identity.revoke_token(session, who.actor(), token_id, now=now(), owner_id=owner)
         )
     print_json(out) if as_json else stdout().print(f"revoked token {token_id}")
     return EXIT_OK
@@ -234,7 +247,13 @@ def enroll_create(
         raise ValidationFailed("--defaults must be a JSON object")
     with database() as db, db.session() as session:
         row, secret = agents.create_enrollment_token(
-            session, actor(), now=now(), hours=hours, max_uses=uses, note=note, defaults=parsed
+            session,
+            actor(session, "enroll:write"),
+            now=now(),
+            hours=hours,
+            max_uses=uses,
+            note=note,
+            defaults=parsed,
         )
         out = {**agents.enrollment_json(row), "token": secret}
     if as_json:
@@ -270,7 +289,9 @@ def enroll_revoke(token_id: int, as_json: bool = JsonFlag) -> int:
     """Revoke an enrollment token."""
     with database() as db, db.session() as session:
         out = agents.enrollment_json(
-            agents.revoke_enrollment_token(session, actor(), token_id, now=now())
+            agents.revoke_enrollment_token(
+                session, actor(session, "enroll:write"), token_id, now=now()
+            )
         )
     print_json(out) if as_json else stdout().print(f"revoked enrollment token {token_id}")
     return EXIT_OK
@@ -387,7 +408,7 @@ def assets_set(
         raise ValidationFailed("nothing to change", hint="pass at least one option")
     moment = now()
     with database() as db, db.session() as session:
-        update_asset(session, actor(), asset_id, changes, now=moment)
+        update_asset(session, actor(session, "assets:write"), asset_id, changes, now=moment)
         out = asset_detail(session, asset_id, today=moment.date())
     print_json(out) if as_json else stdout().print(f"updated asset {asset_id}")
     return EXIT_OK
@@ -397,7 +418,7 @@ def assets_set(
 def assets_delete(asset_id: int) -> int:
     """Delete an asset with its findings and agent credentials."""
     with database() as db, db.session() as session:
-        delete_asset(session, actor(), asset_id, now=now())
+        delete_asset(session, actor(session, "assets:write"), asset_id, now=now())
     stdout().print(f"deleted asset {asset_id}")
     return EXIT_OK
 
@@ -406,7 +427,9 @@ def assets_delete(asset_id: int) -> int:
 def assets_revoke(asset_id: int) -> int:
     """Revoke the asset's agent credentials (locked out at once)."""
     with database() as db, db.session() as session:
-        count = agents.revoke_credentials(session, actor(), asset_id, now=now())
+        count = agents.revoke_credentials(
+            session, actor(session, "assets:write"), asset_id, now=now()
+        )
     stdout().print(f"revoked {count} credential(s) of asset {asset_id}")
     return EXIT_OK
 
@@ -448,7 +471,7 @@ def groups_create(
     with database() as db, db.session() as session:
         group = create_group(
             session,
-            actor(),
+            actor(session, "groups:write"),
             name=name,
             now=now(),
             description=description,
@@ -488,14 +511,16 @@ def groups_set(
         if description is not None or group_filter is not None:
             update_group(
                 session,
-                actor(),
+                actor(session, "groups:write"),
                 row,
                 now=moment,
                 description=description,
                 group_filter=_json_object(group_filter, "--filter") if group_filter else None,
             )
         if add or remove:
-            set_static_members(session, actor(), row, now=moment, add=add, remove=remove)
+            set_static_members(
+                session, actor(session, "groups:write"), row, now=moment, add=add, remove=remove
+            )
         out = group_json(row, member_count(session, row.id))
     print_json(out) if as_json else stdout().print(
         f"group {escape(out['name'])}: {out['members']} member(s)"
@@ -507,7 +532,7 @@ def groups_set(
 def groups_delete(group: str) -> int:
     """Delete a group (its assets stay)."""
     with database() as db, db.session() as session:
-        delete_group(session, actor(), get_group(session, group), now=now())
+        delete_group(session, actor(session, "groups:write"), get_group(session, group), now=now())
     stdout().print(f"deleted group {escape(group)}")
     return EXIT_OK
 

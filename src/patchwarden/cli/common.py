@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from patchwarden.core.errors import ValidationFailed
 from patchwarden.settings import Settings, load_settings
 from patchwarden.store.db import Database, open_database
 
@@ -58,6 +60,16 @@ def database() -> Iterator[Database]:
         yield db
     finally:
         db.dispose()
+
+
+def read_secret(prompt: str, *, confirm: bool = False) -> str:
+    """A password from the terminal (not echoed), or one line of stdin when piped."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass(prompt)
+    if confirm and getpass.getpass("again: ") != first:
+        raise ValidationFailed("the two passwords differ")
+    return first
 
 
 def print_json(value: Any) -> None:

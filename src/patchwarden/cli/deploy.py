@@ -12,8 +12,9 @@ import yaml
 from rich.markup import escape
 from sqlalchemy import select
 
-from patchwarden.cli.admin import _table, actor
+from patchwarden.cli.admin import _table
 from patchwarden.cli.common import EXIT_OK, database, now, print_json, stdout
+from patchwarden.cli.identity import actor, require
 from patchwarden.core.errors import ValidationFailed
 from patchwarden.core.windows import next_window
 from patchwarden.reports.change_record import change_record, to_markdown
@@ -72,7 +73,7 @@ def windows_create(
     with database() as db, db.session() as session:
         row = deploy.create_window(
             session,
-            actor(),
+            actor(session, "deploy:write"),
             name=name,
             rrule=rrule,
             timezone=timezone,
@@ -123,7 +124,9 @@ def windows_attach(
 ) -> int:
     """Attach a window to a group (its hosts are patched only inside it)."""
     with database() as db, db.session() as session:
-        deploy.attach_window(session, actor(), group, window, now=now(), detach=detach)
+        deploy.attach_window(
+            session, actor(session, "deploy:write"), group, window, now=now(), detach=detach
+        )
     stdout().print(f"{'detached' if detach else 'attached'} {escape(window)} → {escape(group)}")
     return EXIT_OK
 
@@ -147,7 +150,7 @@ def baselines_save(
     with database() as db, db.session() as session:
         row = deploy.save_baseline(
             session,
-            actor(),
+            actor(session, "deploy:write"),
             name=name,
             rules_json=parsed,
             groups=groups,
@@ -196,7 +199,7 @@ def exceptions_request(
     with database() as db, db.session() as session:
         row = deploy.request_exception(
             session,
-            actor(),
+            actor(session, "deploy:write"),
             advisory=advisory,
             package=package,
             asset_id=asset,
@@ -219,7 +222,7 @@ def exceptions_approve(
     """Approve (or reject) a pending exception."""
     with database() as db, db.session() as session:
         row = deploy.decide_exception(
-            session, actor(), exception_id, approve_it=not reject, now=now()
+            session, actor(session, "approve"), exception_id, approve_it=not reject, now=now()
         )
         out = deploy.exception_json(row)
     print_json(out) if as_json else stdout().print(f"exception {exception_id} {out['status']}")
@@ -230,7 +233,7 @@ def exceptions_approve(
 def exceptions_revoke(exception_id: int) -> int:
     """End an exception early; its findings reopen."""
     with database() as db, db.session() as session:
-        deploy.revoke_exception(session, actor(), exception_id, now=now())
+        deploy.revoke_exception(session, actor(session, "approve"), exception_id, now=now())
     stdout().print(f"exception {exception_id} revoked")
     return EXIT_OK
 
@@ -316,7 +319,7 @@ def rollouts_create(
     with database() as db, db.session() as session:
         row = deploy.create_rollout(
             session,
-            actor(),
+            actor(session, "scripts:write"),
             name=str(data.get("name", spec.stem)),
             target_groups=list(data.get("target_groups", [])),
             rings=[deploy.ring_spec_from_json(r) for r in data.get("rings", [])],
@@ -422,11 +425,21 @@ def rollouts_approve(
     with database() as db, db.session() as session:
         if reject:
             deploy.reject_rollout(
-                session, actor(), rollout_id, ring=ring, comment=comment, now=now()
+                session,
+                actor(session, "approve"),
+                rollout_id,
+                ring=ring,
+                comment=comment,
+                now=now(),
             )
         else:
             deploy.approve_rollout(
-                session, actor(), rollout_id, ring=ring, comment=comment, now=now()
+                session,
+                actor(session, "approve"),
+                rollout_id,
+                ring=ring,
+                comment=comment,
+                now=now(),
             )
     verb = "rejected" if reject else "approved"
     stdout().print(f"{verb} rollout {rollout_id}" + (f" ring {ring}" if ring is not None else ""))
@@ -435,7 +448,9 @@ def rollouts_approve(
 
 def _state(rollout_id: int, action: str) -> int:
     with database() as db, db.session() as session:
-        row = deploy.set_rollout_state(session, actor(), rollout_id, action, now=now())
+        row = deploy.set_rollout_state(
+            session, actor(session, "deploy:write"), rollout_id, action, now=now()
+        )
         status = row.status
     stdout().print(f"rollout {rollout_id}: {status}")
     return EXIT_OK
@@ -466,7 +481,9 @@ def rollouts_rollback(
 ) -> int:
     """Roll back: hosts that were patched restore their journaled versions."""
     with database() as db, db.session() as session:
-        created = deploy.rollback_rollout(session, actor(), rollout_id, ring=ring, now=now())
+        created = deploy.rollback_rollout(
+            session, actor(session, "deploy:write"), rollout_id, ring=ring, now=now()
+        )
     stdout().print(f"rollout {rollout_id}: {created} rollback job(s) released")
     return EXIT_OK
 
@@ -489,6 +506,7 @@ def rollouts_change_record(
 @rollouts_app.command("tick")
 def rollouts_tick(as_json: bool = JsonFlag) -> int:
     """Run one orchestrator pass now (the server does this every few seconds)."""
+    require("deploy:write")
     with database() as db:
         report = tick(db, now=now())
     out = {
@@ -521,7 +539,7 @@ def scripts_register(
     with database() as db, db.session() as session:
         row = deploy.register_script_package(
             session,
-            actor(),
+            actor(session, "deploy:write"),
             name=name,
             version=version,
             artifact=artifact.read_bytes(),
@@ -548,7 +566,9 @@ def rollouts_emergency_profile(
     finding on an internet-facing asset opens an emergency rollout awaiting approval."""
     with database() as db, db.session() as session:
         if spec is not None:
-            out = deploy.set_emergency_profile(session, actor(), _load(spec), now=now())
+            out = deploy.set_emergency_profile(
+                session, actor(session, "deploy:write"), _load(spec), now=now()
+            )
         else:
             out = deploy.emergency_profile(session)
     if as_json or spec is None:

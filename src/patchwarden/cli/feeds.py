@@ -23,6 +23,7 @@ from patchwarden.cli.common import (
     stderr,
     stdout,
 )
+from patchwarden.cli.identity import require
 from patchwarden.collect.osrelease import parse_os_release
 from patchwarden.core import ecosystems
 from patchwarden.feeds.importer import ImportReport, import_files
@@ -142,6 +143,7 @@ def import_command(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> int:
     """Import feed files. All files are validated first; any error imports nothing."""
+    require("feeds:write")
     status = stderr().status("parsing and importing…") if not as_json else _Null()
     with database() as db, status:
         report = import_files(
@@ -216,6 +218,7 @@ def sync_command(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> int:
     """Download feeds (conditional requests), verify them, import them in one transaction."""
+    require("feeds:write")
     chosen = {f.value for f in feeds} or {"osv", "kev", "epss"}
     cfg = settings()
     moment = now()

@@ -21,8 +21,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from patchwarden.cli.admin import actor
 from patchwarden.cli.common import EXIT_OK, database, now, print_json, stderr, stdout
+from patchwarden.cli.identity import actor, require
 from patchwarden.collect.cmdb import CmdbImport, load_cmdb_file, load_mapping
 from patchwarden.collect.discovery import DEFAULT_MAX_HOSTS, DEFAULT_PORTS, discover
 from patchwarden.collect.ssh import (
@@ -142,6 +142,7 @@ def ssh_collect(
     as_json: bool = JsonFlag,
 ) -> int:
     """Collect inventories over SSH (no agent needed) and record them as assets."""
+    operator = require("assets:write")
     targets = []
     for text in hosts:
         target_user, host, target_port = parse_host(text, user=user, port=port)
@@ -169,7 +170,6 @@ def ssh_collect(
             collect_many(targets, parallelism=parallel, timeout=timeout, on_done=done)
         )
     moment = now()
-    operator = actor()
     outcomes: list[CollectedOutcome | None] = []
     with database() as db, db.session() as session:
         index = IdentityIndex.load(session)
@@ -286,7 +286,7 @@ def cmdb_import(
             session,
             parsed.records,
             now=now(),
-            actor=actor(),
+            actor=actor(session, "assets:write"),
             label=file.name,
             dry_run=dry_run,
             create_missing=create,
@@ -397,6 +397,7 @@ def discover_command(
     as_json: bool = JsonFlag,
 ) -> int:
     """Find hosts on a network by TCP connect probes; optionally register them."""
+    operator = require("assets:write") if register else None
     port_list = parse_ports(ports)
     with _progress(f"scanning {cidr}") as advance:
         found = asyncio.run(
@@ -412,9 +413,9 @@ def discover_command(
             )
         )
     registered = None
-    if register:
+    if operator is not None:
         with database() as db, db.session() as session:
-            registered = register_discovered(session, found, now=now(), actor=actor())
+            registered = register_discovered(session, found, now=now(), actor=operator)
     outcome = {h.address: h for h in registered.hosts} if registered else {}
     if as_json:
         print_json(

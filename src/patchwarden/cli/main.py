@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 
 from patchwarden import __version__
-from patchwarden.cli import admin, fleet_sources
+from patchwarden.cli import account, admin, fleet_sources
 from patchwarden.cli import db as db_cli
 from patchwarden.cli import deploy as deploy_cli
 from patchwarden.cli import explain as explain_cli
@@ -31,6 +31,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command("login")(account.login)
+app.command("logout")(account.logout)
+app.command("whoami")(account.whoami)
+app.command("bootstrap")(account.bootstrap)
 app.command("up")(server_cli.up)
 app.command("server")(server_cli.server)
 app.command("report-worker")(server_cli.report_worker)

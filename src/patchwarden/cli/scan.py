@@ -20,6 +20,7 @@ from patchwarden.cli.common import (
     stderr,
     stdout,
 )
+from patchwarden.cli.identity import require
 from patchwarden.collect.files import load_inventory_file
 from patchwarden.collect.local import collect_local
 from patchwarden.core import ecosystems
@@ -113,6 +114,7 @@ def scan(
     ),
 ) -> int:
     """Scan this host (or an inventory file) and list what to patch, by risk and due date."""
+    require("assets:write")  # the scan records the host and its findings
     if ecosystem is not None and not ecosystems.is_supported(ecosystem):
         ecosystems.info(ecosystem)  # raises UnsupportedEcosystem with the known list
     if inventory is not None:

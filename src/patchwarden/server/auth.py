@@ -69,7 +69,7 @@ class Principal:
 
     def actor(self) -> Actor:
         """How this caller appears in the audit log."""
-        return Actor(self.name, self.kind, self.ip)
+        return Actor(self.name, self.kind, self.ip, self.user_id)
 
 
 def context(request: Request) -> AppContext:
@@ -146,7 +146,15 @@ def _bearer(request: Request) -> str | None:
     return None
 
 
-def _user_from_token(session: Session, raw: str, now: datetime, ip: str) -> Principal:
+def token_principal(
+    session: Session, raw: str, now: datetime, *, ip: str, kind: str = "token"
+) -> Principal:
+    """The user holding API token ``raw``, with the role's permissions narrowed to the
+    token's scopes; AuthenticationRequired when the token is not valid now.
+
+    The API (``kind="token"``) and the CLI (``kind="cli"``, cli/identity.py) both
+    authenticate tokens here, so one rule decides what a token may do.
+    """
     token = parse_token(raw, TOKEN_PREFIX)
     if token is None:
         raise AuthenticationRequired("malformed API token")
@@ -163,7 +171,7 @@ def _user_from_token(session: Session, raw: str, now: datetime, ip: str) -> Prin
     row.last_used = now
     granted = ROLE_PERMISSIONS[user.role] & frozenset(row.scopes)
     return Principal(
-        kind="token",
+        kind=kind,
         name=f"{user.username} (token {row.name})",
         permissions=granted,
         user_id=user.id,
@@ -200,7 +208,7 @@ def current_user(request: Request, session: Session) -> Principal | None:
     bearer = _bearer(request)
     principal: Principal | None = None
     if bearer is not None:
-        principal = _user_from_token(session, bearer, now, ip)
+        principal = token_principal(session, bearer, now, ip=ip)
     elif cookie := request.cookies.get(SESSION_COOKIE):
         principal = _user_from_session(session, cookie, now, ip)
     request.state.principal = principal

@@ -27,11 +27,16 @@ GENESIS = "0" * 64
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who did something: a user, an API token, an agent, the CLI or the system."""
+    """Who did something: a user, an API token, an agent, the CLI or the system.
+
+    ``user_id`` is the patchwarden user behind a user, token or CLI actor (None for
+    agents and the system); four-eyes rules compare it, never the name.
+    """
 
     name: str
     kind: str  # user, token, agent, cli, system
     ip: str = ""
+    user_id: int | None = None
 
 
 SYSTEM = Actor("patchwarden", "system")

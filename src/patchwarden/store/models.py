@@ -548,7 +548,11 @@ class RiskExceptionRow(Base):
     )
     justification: Mapped[str] = mapped_column(Text)
     requested_by: Mapped[str] = mapped_column(String(120))
+    #: The users behind ``requested_by`` / ``approved_by``: four eyes compares these
+    #: (None for the system, and for rows older than migration 0015 that named no user).
+    requested_by_user: Mapped[int | None] = mapped_column(Integer, nullable=True)
     approved_by: Mapped[str] = mapped_column(String(120), default="")
+    approved_by_user: Mapped[int | None] = mapped_column(Integer, nullable=True)
     status: Mapped[str] = mapped_column(String(20), default="pending")
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
@@ -589,6 +593,7 @@ class RolloutRow(Base):
     policy: Mapped[dict[str, Any]] = mapped_column(default=dict)
     windows: Mapped[list[Any]] = mapped_column(default=list)
     requested_by: Mapped[str] = mapped_column(String(120))
+    requested_by_user: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
@@ -631,6 +636,7 @@ class ApprovalRow(Base):
     )
     ring_idx: Mapped[int | None] = mapped_column(Integer, nullable=True)
     approver: Mapped[str] = mapped_column(String(120))
+    approver_user: Mapped[int | None] = mapped_column(Integer, nullable=True)
     decision: Mapped[str] = mapped_column(String(20))
     comment: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -299,7 +299,9 @@ def exception_json(row: RiskExceptionRow) -> dict[str, Any]:
         "group_id": row.group_id,
         "justification": row.justification,
         "requested_by": row.requested_by,
+        "requested_by_user": row.requested_by_user,
         "approved_by": row.approved_by or None,
+        "approved_by_user": row.approved_by_user,
         "status": row.status,
         "created_at": row.created_at.isoformat(),
         "decided_at": row.decided_at.isoformat() if row.decided_at else None,
@@ -340,6 +342,7 @@ def request_exception(
         group_id=group_id,
         justification=justification.strip(),
         requested_by=actor.name,
+        requested_by_user=actor.user_id,
         status="pending",
         created_at=now,
         expires_at=expires_at,
@@ -373,11 +376,11 @@ def decide_exception(
         raise NotFound(f"no exception {exception_id}")
     if row.status != "pending":
         raise Conflict(f"exception {exception_id} is {row.status}, not pending")
-    if _same_person(actor.name, row.requested_by):
-        raise PermissionDenied("an exception must be approved by someone other than its requester")
+    _require_second_person(actor, row.requested_by, row.requested_by_user, "an exception")
     before = exception_json(row)
     row.status = "approved" if approve_it else "rejected"
     row.approved_by = actor.name
+    row.approved_by_user = actor.user_id
     row.decided_at = now
     audit.record(
         session,
@@ -446,9 +449,31 @@ def expire_exceptions(session: Session, *, now: datetime) -> int:
     return len(lapsed)
 
 
-def _same_person(actor_name: str, other: str) -> bool:
-    """Whether two audit names are the same person (tokens read 'name (token x)')."""
-    return actor_name.split(" (token", 1)[0] == other.split(" (token", 1)[0]
+def _display_user(display: str) -> str:
+    """The username in a stored display name: 'bob', 'bob (token ci)', old 'cli:bob'."""
+    return display.split(" (token", 1)[0].removeprefix("cli:")
+
+
+def _require_second_person(
+    actor: Actor, requester: str, requester_user: int | None, what: str
+) -> None:
+    """Four eyes: the decision is a signed-in user's, and not the requester's.
+
+    People are compared by user id, whatever surface (browser, API token, CLI) they
+    used. A request without a user id came from the system (anyone may decide it) or
+    was stored before ids were recorded; then the stored name decides, and the old CLI
+    form ``cli:<login>`` counts as the user of that name.
+    """
+    if actor.user_id is None:
+        raise PermissionDenied(f"{what} can only be decided by a signed-in patchwarden user")
+    if requester_user is not None:
+        same = requester_user == actor.user_id
+    else:
+        same = _display_user(requester) == _display_user(actor.name)
+    if same:
+        raise PermissionDenied(
+            f"four eyes: {what} must be decided by someone other than its requester"
+        )
 
 
 # ----------------------------------------------------------------------- rollouts
@@ -524,6 +549,7 @@ def rollout_json(session: Session, row: RolloutRow, *, with_jobs: bool = False) 
         "dependencies": row.dependencies,
         "policy": row.policy,
         "requested_by": row.requested_by,
+        "requested_by_user": row.requested_by_user,
         "created_at": row.created_at.isoformat(),
         "started_at": row.started_at.isoformat() if row.started_at else None,
         "finished_at": row.finished_at.isoformat() if row.finished_at else None,
@@ -760,6 +786,7 @@ def create_rollout(
         policy=merged_policy,
         windows=own_windows,
         requested_by=actor.name,
+        requested_by_user=actor.user_id,
         created_at=now,
     )
     session.add(rollout)
@@ -872,8 +899,7 @@ def approve_rollout(
 ) -> RolloutRow:
     """Approve an emergency rollout (ring None) or a ring's gate — never one's own."""
     row = get_rollout(session, rollout_id, lock=True)
-    if _same_person(actor.name, row.requested_by):
-        raise PermissionDenied("four eyes: the requester of a rollout cannot approve it")
+    _require_second_person(actor, row.requested_by, row.requested_by_user, "a rollout")
     if ring is None:
         if row.status != "pending_approval":
             raise Conflict(f"rollout {rollout_id} is {row.status}; pass a ring to approve a gate")
@@ -890,6 +916,7 @@ def approve_rollout(
             rollout_id=rollout_id,
             ring_idx=ring,
             approver=actor.name,
+            approver_user=actor.user_id,
             decision="approved",
             comment=comment,
             at=now,
@@ -930,6 +957,7 @@ def reject_rollout(
             rollout_id=rollout_id,
             ring_idx=ring,
             approver=actor.name,
+            approver_user=actor.user_id,
             decision="rejected",
             comment=comment,
             at=now,
