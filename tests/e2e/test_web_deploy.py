@@ -26,13 +26,13 @@ from patchwarden.server.services.assets import update_asset
 from patchwarden.server.services.orchestrator import tick
 from patchwarden.server.web.pages import CheckOutput, JobOutput, job_output
 from patchwarden.store.advisories import import_advisories
-from patchwarden.store.audit import Actor
 from patchwarden.store.findings import refresh_findings
 from patchwarden.store.groups import create_group
 from patchwarden.store.inventory import record_inventory
 from tests.e2e import test_web_pages as web
 from tests.e2e.browser import Browser, serve
 from tests.server import conftest as server_fixtures
+from tests.server.conftest import user_actor
 
 # Shared with the other page tests: the app context and clock, one Chromium per module,
 # cheap password hashing for the fixture users, the sign-in form helper.
@@ -45,9 +45,9 @@ sqlite_only = web.sqlite_only
 
 pytestmark = pytest.mark.timeout(120)
 
-OPERATOR = Actor("operator", "user")
-APPROVER = Actor("approver", "user")
-ADMIN = Actor("admin", "user")
+OPERATOR = user_actor("operator")
+APPROVER = user_actor("approver")
+ADMIN = user_actor("admin")
 LAB = ("lab-1", "lab-2", "lab-3")
 PROD = ("web-1", "web-2")
 HOSTILE_OUTPUT = "<script>alert(1)</script> Setting up openssl (3.0.11-1) ..."

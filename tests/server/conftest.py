@@ -18,6 +18,13 @@ from patchwarden.store.db import Database
 
 PASSWORD = "correct horse battery staple"
 ROLES = ("admin", "operator", "approver", "auditor")
+#: The ``ctx`` fixture creates one user per role, in ROLES order, on an empty database.
+USER_IDS = {role: number for number, role in enumerate(ROLES, start=1)}
+
+
+def user_actor(role: str) -> Actor:
+    """The fixture user of ``role`` as a signed-in actor (four eyes needs user ids)."""
+    return Actor(role, "user", user_id=USER_IDS[role])
 
 
 class Clock:
@@ -43,7 +50,7 @@ def ctx(db: Database, clock: Clock) -> AppContext:
     context = AppContext(db=db, config=ServerConfig(), clock=clock)
     with db.session() as session:
         for role in ROLES:
-            identity.create_user(
+            user = identity.create_user(
                 session,
                 Actor("test", "system"),
                 username=role,
@@ -51,6 +58,7 @@ def ctx(db: Database, clock: Clock) -> AppContext:
                 role=role,
                 now=clock(),
             )
+            assert user.id == USER_IDS[role]
     return context
 
 

@@ -5,11 +5,13 @@ leader election — on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from patchwarden.cli.main import run
 from patchwarden.core.errors import Conflict, PermissionDenied, ValidationFailed
 from patchwarden.core.model import (
     Advisory,
@@ -22,18 +24,18 @@ from patchwarden.core.model import (
 )
 from patchwarden.reports.change_record import change_record, to_markdown
 from patchwarden.server.context import AppContext
-from patchwarden.server.services import agents, deploy
+from patchwarden.server.services import agents, deploy, identity
 from patchwarden.server.services.orchestrator import Leadership, tick
 from patchwarden.store.advisories import import_advisories
-from patchwarden.store.audit import Actor
+from patchwarden.store.audit import SYSTEM
 from patchwarden.store.findings import refresh_findings
 from patchwarden.store.groups import create_group
 from patchwarden.store.inventory import get_asset, record_inventory
-from patchwarden.store.models import FindingRow, JobResultRow, JobRow, RolloutRow
-from tests.server.conftest import Clock, bearer
+from patchwarden.store.models import ApprovalRow, FindingRow, JobResultRow, JobRow, RolloutRow
+from tests.server.conftest import USER_IDS, Clock, bearer, user_actor
 
-OPERATOR = Actor("operator", "user")
-APPROVER = Actor("approver", "user")
+OPERATOR = user_actor("operator")
+APPROVER = user_actor("approver")
 DEBIAN = OsInfo(id="debian", version_id="12", ecosystem="Debian:12", family="debian")
 
 
@@ -555,3 +557,49 @@ def test_rolling_back_one_ring_keeps_the_others_and_tracks_rollback_jobs(
     (retried,) = fleet.client.get("/api/agent/v1/jobs", headers=bearer(credential)).json()["jobs"]
     assert retried["attempt"] == 2
     del ids
+
+
+def test_cli_approves_a_gate_only_as_another_user(
+    fleet: Fleet,
+    ctx: AppContext,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README's `rollouts approve 1 --ring 2  # as a different user than the
+    requester`, from the CLI: the requester is refused by user id, an approver is not."""
+    rollout_id = fleet.rollout()  # requested by the operator
+    tokens = {}
+    with ctx.db.session() as session:
+        for role in ("operator", "approver"):
+            user = identity.get_user(session, role)
+            _row, tokens[role] = identity.create_token(
+                session, SYSTEM, user, name="cli", scopes=None, days=1, now=datetime.now(UTC)
+            )
+    monkeypatch.setenv("PATCHWARDEN_HOME", str(tmp_path / "home"))
+    url = ctx.db.engine.url.render_as_string(hide_password=False)
+    monkeypatch.setenv("PATCHWARDEN_DATABASE_URL", url)
+    monkeypatch.setenv("PATCHWARDEN_CREDENTIALS_FILE", str(tmp_path / "credentials.json"))
+
+    monkeypatch.setenv("PATCHWARDEN_TOKEN", tokens["operator"])
+    assert run(["rollouts", "approve", str(rollout_id), "--ring", "1"]) == 2
+    assert "lacks the 'approve' permission" in capsys.readouterr().err
+
+    # An admin who requested the rollout holds 'approve' but is still its requester.
+    with ctx.db.session() as session:
+        session.get(RolloutRow, rollout_id).requested_by_user = USER_IDS["admin"]  # type: ignore[union-attr]
+        admin = identity.get_user(session, "admin")
+        _row, tokens["admin"] = identity.create_token(
+            session, SYSTEM, admin, name="cli", scopes=None, days=1, now=datetime.now(UTC)
+        )
+    monkeypatch.setenv("PATCHWARDEN_TOKEN", tokens["admin"])
+    assert run(["rollouts", "approve", str(rollout_id), "--ring", "1"]) == 2
+    assert "four eyes" in capsys.readouterr().err
+
+    monkeypatch.setenv("PATCHWARDEN_TOKEN", tokens["approver"])
+    assert run(["rollouts", "approve", str(rollout_id), "--ring", "1", "--comment", "ok"]) == 0
+    with ctx.db.session() as session:
+        approvals = list(session.scalars(select(ApprovalRow)))
+        gate = deploy.rollout_json(session, deploy.get_rollout(session, rollout_id))["rings"][1]
+    assert [(a.approver_user, a.comment) for a in approvals] == [(USER_IDS["approver"], "ok")]
+    assert gate["approved"] is True

@@ -36,8 +36,12 @@ def stdout() -> Console:
 
 
 def stderr() -> Console:
-    """A console on the current stderr, for progress, banners and errors."""
-    return Console(file=sys.stderr, stderr=True)
+    """A console on the current stderr, for progress, banners and errors.
+
+    Lines are not wrapped at the terminal width: an error is one line, whole, however
+    narrow the terminal (or 80 columns when stderr is not one).
+    """
+    return Console(file=sys.stderr, stderr=True, soft_wrap=True)
 
 
 def now() -> datetime:

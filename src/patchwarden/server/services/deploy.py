@@ -376,7 +376,12 @@ def decide_exception(
         raise NotFound(f"no exception {exception_id}")
     if row.status != "pending":
         raise Conflict(f"exception {exception_id} is {row.status}, not pending")
-    _require_second_person(actor, row.requested_by, row.requested_by_user, "an exception")
+    _require_second_person(
+        actor,
+        row.requested_by,
+        row.requested_by_user,
+        "an exception must be approved by someone other than its requester",
+    )
     before = exception_json(row)
     row.status = "approved" if approve_it else "rejected"
     row.approved_by = actor.name
@@ -455,7 +460,7 @@ def _display_user(display: str) -> str:
 
 
 def _require_second_person(
-    actor: Actor, requester: str, requester_user: int | None, what: str
+    actor: Actor, requester: str, requester_user: int | None, refusal: str
 ) -> None:
     """Four eyes: the decision is a signed-in user's, and not the requester's.
 
@@ -465,15 +470,13 @@ def _require_second_person(
     form ``cli:<login>`` counts as the user of that name.
     """
     if actor.user_id is None:
-        raise PermissionDenied(f"{what} can only be decided by a signed-in patchwarden user")
+        raise PermissionDenied("approvals are made by signed-in patchwarden users only")
     if requester_user is not None:
         same = requester_user == actor.user_id
     else:
         same = _display_user(requester) == _display_user(actor.name)
     if same:
-        raise PermissionDenied(
-            f"four eyes: {what} must be decided by someone other than its requester"
-        )
+        raise PermissionDenied(refusal)
 
 
 # ----------------------------------------------------------------------- rollouts
@@ -899,7 +902,12 @@ def approve_rollout(
 ) -> RolloutRow:
     """Approve an emergency rollout (ring None) or a ring's gate — never one's own."""
     row = get_rollout(session, rollout_id, lock=True)
-    _require_second_person(actor, row.requested_by, row.requested_by_user, "a rollout")
+    _require_second_person(
+        actor,
+        row.requested_by,
+        row.requested_by_user,
+        "four eyes: the requester of a rollout cannot approve it",
+    )
     if ring is None:
         if row.status != "pending_approval":
             raise Conflict(f"rollout {rollout_id} is {row.status}; pass a ring to approve a gate")
