@@ -27,9 +27,7 @@ from patchwarden.collect.discovery import (
     probe,
 )
 from patchwarden.core.errors import ValidationFailed
-from tests.collect.test_cmdb import cli_db, run_fleet_cli
-
-__all__ = ["cli_db"]  # a fixture, shared with the CMDB tests
+from tests.collect.test_cmdb import run_fleet_cli
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -203,7 +201,7 @@ def test_bad_scan_settings(rate: float, concurrency: int, timeout: float, messag
 
 
 def test_discover_command_registers_hosts_once(
-    cli_db: str, services: tuple[int, ...], capsys: pytest.CaptureFixture[str]
+    cli_env: str, services: tuple[int, ...], capsys: pytest.CaptureFixture[str]
 ) -> None:
     first, second, closed = services
     ports = f"{first},{second},{closed}"

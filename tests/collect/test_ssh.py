@@ -37,10 +37,8 @@ from patchwarden.core.errors import InventoryError
 from patchwarden.store.db import open_database
 from patchwarden.store.inventory import asset_packages
 from patchwarden.store.models import AssetRow
-from tests.collect.test_cmdb import cli_db, run_fleet_cli
+from tests.collect.test_cmdb import run_fleet_cli
 from tests.support import data_file
-
-__all__ = ["cli_db"]  # a fixture, shared with the CMDB tests
 
 SSHD = Path("/usr/sbin/sshd")
 
@@ -542,7 +540,7 @@ def test_collect_many_rejects_a_parallelism_below_one(sshd: Sshd) -> None:
 
 
 def test_ssh_collect_command_records_assets(
-    sshd: Sshd, cli_db: str, capsys: pytest.CaptureFixture[str]
+    sshd: Sshd, cli_env: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     closed_port = free_port()
     common = (
@@ -576,7 +574,7 @@ def test_ssh_collect_command_records_assets(
         False,
         False,
     )
-    database = open_database(cli_db, migrate=False)
+    database = open_database(cli_env)
     try:
         with database.session() as session:
             (asset,) = session.scalars(select(AssetRow)).all()
@@ -588,7 +586,7 @@ def test_ssh_collect_command_records_assets(
 
 
 def test_ssh_collect_command_needs_a_known_hosts_file(
-    sshd: Sshd, cli_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sshd: Sshd, cli_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ("ssh-collect", f"127.0.0.1:{sshd.port}", "--key", str(sshd.user_key))
     assert run_fleet_cli(*argv) == 2

@@ -125,6 +125,19 @@ def test_report_worker_command(tmp_path: Path) -> None:
     )
     assert refused.returncode == 2
     assert "--index 2 is not below --count 2" in refused.stderr
+    # A worker never migrates: it refuses a database without the schema...
+    unmigrated = subprocess.run(
+        [*command, "--parent-pid", str(os.getpid() + 1_000_000)],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert unmigrated.returncode == 2
+    assert "no patchwarden schema yet" in unmigrated.stderr
+    upgrade = [sys.executable, "-m", "patchwarden", "db", "upgrade"]
+    subprocess.run(upgrade, check=True, env=env, capture_output=True, timeout=120)
     orphan = subprocess.run(
         [*command, "--parent-pid", str(os.getpid() + 1_000_000)],
         check=False,

@@ -216,6 +216,11 @@ def up(
             f"[bold]{escape(generated)}[/] (shown once; set PATCHWARDEN_ADMIN_PASSWORD to choose)",
             highlight=False,
         )
+    console.print(
+        "CLI: [bold]patchwarden login admin[/] once, then commands that change things "
+        "run as that user",
+        highlight=False,
+    )
     if feeds:
         outcome = _initial_feeds(db, cfg)
         style = "yellow" if "failed" in outcome else "green"
