@@ -388,6 +388,10 @@ class EnrollmentTokenRow(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     # Assets enrolled with this token get these (tags, environment, criticality…).
     defaults: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # A re-enroll token: single use, attaches to this asset only and replaces its agent.
+    asset_id: Mapped[int | None] = mapped_column(
+        ForeignKey("asset.id", ondelete="CASCADE"), nullable=True
+    )
 
 
 class AgentCredentialRow(Base):
