@@ -223,3 +223,18 @@ def test_forged_and_unprivileged_posts_are_refused(
     assert "enroll:write" in refused.json()["error"]
     with ctx.db.session() as s:
         assert len(agents.list_enrollment_tokens(s)) == 3  # nothing was created
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_list_pages_through_many_tokens(
+    browser: Browser, site: Seeded, ctx: AppContext
+) -> None:
+    with ctx.db.session() as s:
+        for n in range(60):
+            agents.create_enrollment_token(s, SEEDER, now=ctx.now(), note=f"batch {n}")
+    login(browser, "auditor")
+    first = browser.texts("table#enrollment-tokens tbody td.note")
+    assert (len(first), first[0]) == (50, "batch 59")  # newest first
+    browser.find('.pager a[rel="next"]').follow()
+    assert browser.path == "/enrollment-tokens?page=2"
+    assert len(browser.texts("table#enrollment-tokens tbody tr")) == 13  # 10 + the seeded 3

@@ -16,19 +16,20 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request, Response
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from patchwarden.core.errors import PatchwardenError, ValidationFailed
 from patchwarden.server.auth import DbSession, Permission, Principal, TransactionalRoute, context
 from patchwarden.server.services import agents
-from patchwarden.server.web.pages import Reader, _perform, render
+from patchwarden.server.web.pages import PageNumber, Pager, Reader, _perform, render
 from patchwarden.store.models import AssetRow, EnrollmentTokenRow
 
 router = APIRouter(route_class=TransactionalRoute, include_in_schema=False)
 
 Enroller = Annotated[Principal, Depends(Permission("enroll:write"))]
 PAGE = "/enrollment-tokens"
+TOKENS_PER_PAGE = 50
 #: What the creation form starts with.
 BLANK_FORM: Mapping[str, Any] = {"note": "", "hours": 24, "uses": 1, "asset": "", "defaults": ""}
 
@@ -40,10 +41,18 @@ def _view(
     form: Mapping[str, Any] = BLANK_FORM,
     error: str = "",
     created: tuple[EnrollmentTokenRow, str] | None = None,
+    page: int = 1,
 ) -> Response:
-    """The page: the tokens, newest first; after a post, its outcome."""
+    """The page: the tokens, newest first, 50 a page; after a post, its outcome."""
+    total = session.scalar(select(func.count()).select_from(EnrollmentTokenRow)) or 0
+    pager = Pager(page, TOKENS_PER_PAGE, total, PAGE)
     tokens = list(
-        session.scalars(select(EnrollmentTokenRow).order_by(EnrollmentTokenRow.id.desc()))
+        session.scalars(
+            select(EnrollmentTokenRow)
+            .order_by(EnrollmentTokenRow.id.desc())
+            .limit(TOKENS_PER_PAGE)
+            .offset(pager.offset)
+        )
     )
     bound = [t.asset_id for t in tokens if t.asset_id is not None]
     hosts = dict(
@@ -56,6 +65,7 @@ def _view(
         "enrollment.html",
         422 if error else 200,
         tokens=tokens,
+        pager=pager,
         hosts=hosts,
         form=form,
         error=error,
@@ -68,9 +78,11 @@ def _view(
 
 
 @router.get(PAGE)
-def enrollment_page(request: Request, _who: Reader, session: DbSession) -> Response:
+def enrollment_page(
+    request: Request, _who: Reader, session: DbSession, page: PageNumber = 1
+) -> Response:
     """Every enrollment token (never a secret), and the form to create one."""
-    return _view(request, session)
+    return _view(request, session, page=page)
 
 
 def _parse_asset(text: str) -> int | None:
