@@ -191,6 +191,10 @@ class FakeRoot:
         self.packages.append((name, name, version))
         self.write()
 
+    def set_machine_id(self, machine_id: str) -> None:
+        """Give the tree a systemd machine id (the agent sends it at enrollment)."""
+        (self.path / "etc/machine-id").write_text(machine_id + "\n")
+
 
 @pytest.fixture
 def fake_root(tmp_path: Path) -> FakeRoot:

@@ -103,20 +103,25 @@ def build_apt_repo(repo: Path, packages: dict[str, dict[str, dict[str, str]]]) -
     return repo
 
 
+#: The folders of an apt sandbox root (docs/agent-jobs.md, "Sandbox root" lists them);
+#: without the two under etc/apt, apt warns "Unable to read … - DirectoryExists".
+APT_ROOT_FOLDERS = (
+    "etc/apt/apt.conf.d",
+    "etc/apt/preferences.d",
+    "etc/apt/sources.list.d",
+    "var/lib/dpkg/info",
+    "var/lib/dpkg/updates",
+    "var/lib/dpkg/triggers",
+    "var/lib/apt/lists/partial",
+    "var/cache/apt/archives/partial",
+    "var/log/apt",
+    "run",
+)
+
+
 def make_apt_root(root: Path, repo: Path) -> Path:
     """An empty Debian tree whose apt reads only ``repo``."""
-    for folder in (
-        "etc/apt/apt.conf.d",
-        "etc/apt/preferences.d",
-        "etc/apt/sources.list.d",
-        "var/lib/dpkg/info",
-        "var/lib/dpkg/updates",
-        "var/lib/dpkg/triggers",
-        "var/lib/apt/lists/partial",
-        "var/cache/apt/archives/partial",
-        "var/log/apt",
-        "run",
-    ):
+    for folder in APT_ROOT_FOLDERS:
         (root / folder).mkdir(parents=True, exist_ok=True)
     (root / "var/lib/dpkg/status").write_text("")
     (root / "etc/apt/sources.list").write_text(f"deb [trusted=yes] file:{repo} ./\n")

@@ -17,6 +17,7 @@ import pytest
 from patchwarden.agent.backends import AptBackend, PackageTarget
 from patchwarden.agent.jobs import execute_job
 from tests.agent.pkgrepo import (
+    APT_ROOT_FOLDERS,
     APT_TOOLS,
     DEB_PACKAGES,
     HEALTHY,
@@ -30,6 +31,8 @@ from tests.agent.pkgrepo import (
     rollback_job,
     step_names,
 )
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "agent-jobs.md"
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +216,36 @@ def test_a_rollback_job_restores_what_the_journal_recorded(host: SandboxHost) ->
     missing = execute_job(rollback(5, of=99), settings)
     assert missing["status"] == "failed"
     assert "no journal of job 99" in missing["error"]
+
+
+def apt_warnings(result: dict[str, Any]) -> list[str]:
+    """apt's warning lines in a job's steps (each output must be whole, not a tail)."""
+    warnings = []
+    for step in result["steps"]:
+        if step["name"] in ("prepare", "install", "rollback"):
+            assert step["output"].startswith("$ apt-get"), step["output"][:200]
+            warnings += [line for line in step["output"].splitlines() if line.startswith("W:")]
+    return warnings
+
+
+def test_the_documented_sandbox_root_leaves_apt_nothing_to_warn_about(host: SandboxHost) -> None:
+    documented = DOCS.read_text(encoding="utf-8").split("**Sandbox root**", 1)[1]
+    documented = documented.split("### dnf", 1)[0]
+    listed = {line.split()[0] for line in documented.splitlines() if line.strip()}
+    missing = [folder for folder in APT_ROOT_FOLDERS if folder not in listed]
+    assert missing == [], "docs/agent-jobs.md does not list these sandbox folders"
+
+    settings = host.settings()
+    installed = execute_job(job(1, ("pw-hello", "1.0-1")), settings)
+    undone = execute_job(rollback(2, of=1), settings)
+    for result in (installed, undone):
+        assert result["status"] == "succeeded", result
+        assert apt_warnings(result) == []
+
+    # Without a folder of the list, the warning is there to see.
+    (host.root / "etc/apt/preferences.d").rmdir()
+    warned = execute_job(job(3, ("pw-hello", "2.0-1")), settings)
+    assert any("preferences.d/ - DirectoryExists" in line for line in apt_warnings(warned))
 
 
 def test_the_bandwidth_limit_reaches_apt(host: SandboxHost) -> None:

@@ -22,9 +22,11 @@ from patchwarden.agent.checks import (
     TcpCheck,
     run_checks,
 )
+from patchwarden.agent.client import job_payload
 from patchwarden.agent.jobs import ExecutionSettings, JobInvalid, execute_job, validate_job
 from patchwarden.agent.journal import Journal, JournalEntry, JournalError
 from patchwarden.core.errors import ConfigError
+from patchwarden.server.api import agent as agent_api
 from tests.agent.pkgrepo import LocalHttp
 
 AGENT = Path(patchwarden.agent.__file__).parent
@@ -50,10 +52,11 @@ EXAMPLE = {
     "reboot": "if_required",
     "rollback_on_failure": True,
 }
+#: The script package example of docs/agent-jobs.md.
 SCRIPT = {
     "name": "vendor-agent",
     "version": "7.2.1",
-    "url": "https://patchwarden.example.org/api/agent/v1/artifacts/3",
+    "url": "https://patchwarden.example.org/api/agent/v1/script-packages/3/artifact",
     "sha256": SHA,
     "detect": ["/opt/vendor/bin/agent", "--version-is", "7.2.1"],
     "install": ["/bin/sh", "{artifact}", "--unattended"],
@@ -61,6 +64,25 @@ SCRIPT = {
     "uninstall": ["/opt/vendor/bin/uninstall", "--yes"],
 }
 ROLLBACK = {"job_id": 13, "attempt": 2, "kind": "rollback", "backend": "apt", "rollback_of": 12}
+
+
+def documented_json(section: str) -> Any:
+    """The first JSON example under ``section`` in docs/agent-jobs.md."""
+    text = (AGENT.parents[2] / "docs" / "agent-jobs.md").read_text(encoding="utf-8")
+    return json.loads(text.split(section, 1)[1].split("```json", 1)[1].split("```", 1)[0])
+
+
+def test_the_documented_artifact_url_is_the_one_agents_fetch_from_the_servers_route() -> None:
+    documented = documented_json("### Script packages")
+    assert documented == {**SCRIPT, "sha256": documented["sha256"]}
+    # The server names a package by id; the agent turns that into the artifact URL.
+    wire = {key: value for key, value in documented.items() if key != "url"}
+    made = job_payload(
+        {"kind": "install", "script_package": {**wire, "id": 3}}, "https://patchwarden.example.org"
+    )
+    assert made["script_package"]["url"] == documented["url"]
+    routes = {getattr(route, "path", "") for route in agent_api.router.routes}
+    assert "/api/agent/v1/script-packages/{package_id}/artifact" in routes
 
 
 def with_(**changes: Any) -> dict[str, Any]:

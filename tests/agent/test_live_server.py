@@ -26,6 +26,7 @@ from patchwarden.store.models import AgentCredentialRow, AssetRow
 from tests.agent.conftest import Live, hours_ago, reports, wait_processed
 
 CURL = ("curl", "7.88.1-10+deb12u5")
+MACHINE_ID = "5e0f3c9a1b2d4e6f8a0b1c2d3e4f5a6b"
 
 
 def asset(database: Database, asset_id: int) -> AssetRow:
@@ -124,6 +125,7 @@ def test_enrollment_with_a_bad_token_is_refused_clearly(
 def test_a_revoked_credential_stops_the_agent_until_it_is_enrolled_again(
     live: Live, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    live.root.set_machine_id(MACHINE_ID)  # what recognises the host when it comes back
     config = live.config(live.server.url)
     agent = Agent(config)
     agent.enroll(live.token())

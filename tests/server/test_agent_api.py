@@ -17,8 +17,15 @@ from patchwarden.server.app import create_app
 from patchwarden.server.context import AppContext
 from patchwarden.server.services import agents
 from patchwarden.store.audit import Actor
-from patchwarden.store.models import AgentCredentialRow, AgentReportRow, AssetPackage, AssetRow
-from tests.server.conftest import Clock, bearer
+from patchwarden.store.models import (
+    AgentCredentialRow,
+    AgentReportRow,
+    AssetPackage,
+    AssetRow,
+    AuditEventRow,
+    EnrollmentTokenRow,
+)
+from tests.server.conftest import Clock, SignedIn, bearer
 
 DEBIAN = OsInfo(id="debian", version_id="12", ecosystem="Debian:12", family="debian")
 
@@ -167,16 +174,235 @@ def test_enrollment_token_limits(ctx: AppContext, app_client: TestClient, clock:
     assert enroll(app_client, f"pwe_{token_id}_not-the-secret", "f")["status"] == 401
 
 
-def test_reenrolling_keeps_the_asset_and_revokes_the_old_credential(
+MACHINE = "4f1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e"
+OTHER_MACHINE = "0123456789abcdef0123456789abcdef"
+
+
+def checkin_status(client: TestClient, credential: str) -> int:
+    return client.post("/api/agent/v1/checkin", json={}, headers=bearer(credential)).status_code
+
+
+def live_credentials(ctx: AppContext, asset_id: int) -> list[int]:
+    with ctx.db.session() as session:
+        return list(
+            session.scalars(
+                select(AgentCredentialRow.id)
+                .where(
+                    AgentCredentialRow.asset_id == asset_id, AgentCredentialRow.revoked_at.is_(None)
+                )
+                .order_by(AgentCredentialRow.id)
+            )
+        )
+
+
+def audit_events(ctx: AppContext, action: str) -> list[AuditEventRow]:
+    with ctx.db.session() as session:
+        return list(
+            session.scalars(
+                select(AuditEventRow)
+                .where(AuditEventRow.action == action)
+                .order_by(AuditEventRow.seq)
+            )
+        )
+
+
+def token_uses(ctx: AppContext, token: str) -> int:
+    with ctx.db.session() as session:
+        row = session.get(EnrollmentTokenRow, int(token.split("_")[1]))
+        assert row is not None
+        return row.uses
+
+
+def test_an_enrollment_token_never_takes_over_an_enrolled_host(
     ctx: AppContext, app_client: TestClient
 ) -> None:
-    first = enroll(app_client, make_token(ctx), "db-1", machine_id="m-1")
-    second = enroll(app_client, make_token(ctx), "db-1-renamed", machine_id="m-1")
-    assert first["asset_id"] == second["asset_id"]
-    old = app_client.post("/api/agent/v1/checkin", json={}, headers=bearer(first["credential"]))
-    assert old.status_code == 401
-    new = app_client.post("/api/agent/v1/checkin", json={}, headers=bearer(second["credential"]))
-    assert new.status_code == 200
+    victim = enroll(
+        app_client, make_token(ctx), "victim-db", fqdn="victim-db.example.org", machine_id=MACHINE
+    )
+    assert victim["status"] == 200
+    assert upload(app_client, victim["credential"], inventory("victim-db")).status_code == 202  # type: ignore[attr-defined]
+    with ctx.db.session() as session:
+        before = session.get(AssetRow, victim["asset_id"])
+        assert before is not None
+        victim_facts = (before.hostname, before.fqdn, before.serial, before.inventory_hash)
+
+    # Anyone holding an enrollment token claims the victim's name, then its fqdn.
+    by_name = enroll(app_client, make_token(ctx), "victim-db")
+    by_fqdn = enroll(app_client, make_token(ctx), "victim-db", fqdn="victim-db.example.org")
+    for attacker in (by_name, by_fqdn):
+        assert attacker["status"] == 200
+        assert attacker["asset_id"] != victim["asset_id"]  # a new asset of its own
+    assert by_name["asset_id"] != by_fqdn["asset_id"]
+    assert [e.after["asset"] for e in audit_events(ctx, "agent.enroll")] == ["created"] * 3  # type: ignore[index]
+
+    # The victim keeps its one credential and its asset; nothing of the attacker reaches it.
+    assert checkin_status(app_client, victim["credential"]) == 200
+    assert live_credentials(ctx, victim["asset_id"]) == [int(victim["credential"].split("_")[1])]
+    evil = inventory("victim-db", ("bash", "5.2-1"), ("backdoor", "6.6.6"))
+    assert upload(app_client, by_name["credential"], evil).status_code == 202  # type: ignore[attr-defined]
+    jobs = app_client.get("/api/agent/v1/jobs", headers=bearer(by_name["credential"]))
+    assert jobs.json()["jobs"] == []
+    with ctx.db.session() as session:
+        after = session.get(AssetRow, victim["asset_id"])
+        assert after is not None
+        assert (after.hostname, after.fqdn, after.serial, after.inventory_hash) == victim_facts
+        assert after.inventory_hash != evil.content_hash()
+        attacker_asset = session.get(AssetRow, by_name["asset_id"])
+        assert attacker_asset is not None
+        assert attacker_asset.inventory_hash == evil.content_hash()
+    assert audit_events(ctx, "agent.replace") == []
+
+
+def test_a_second_agent_on_the_same_machine_is_refused_and_the_first_keeps_working(
+    ctx: AppContext, app_client: TestClient
+) -> None:
+    first = enroll(app_client, make_token(ctx), "db-1", machine_id=MACHINE)
+    token = make_token(ctx)
+    second = enroll(app_client, token, "db-1-other-name", machine_id=MACHINE)
+
+    assert second["status"] == 409
+    assert second["type"] == "Conflict"
+    assert f"already enrolled as asset {first['asset_id']}" in second["error"]
+    assert f"patchwarden enroll create --asset {first['asset_id']}" in second["hint"]
+    assert checkin_status(app_client, first["credential"]) == 200
+    assert live_credentials(ctx, first["asset_id"]) == [int(first["credential"].split("_")[1])]
+    # Refused as a whole: the token was not used and still enrolls another host.
+    assert token_uses(ctx, token) == 0
+    assert enroll(app_client, token, "db-2")["status"] == 200
+
+
+def test_a_revoked_agent_reenrolls_into_its_asset_by_machine_id_but_never_by_name(
+    ctx: AppContext, app_client: TestClient
+) -> None:
+    first = enroll(app_client, make_token(ctx), "db-1", machine_id=MACHINE)
+    named = enroll(app_client, make_token(ctx), "web-1")
+    with ctx.db.session() as session:
+        for enrolled in (first, named):
+            agents.revoke_credentials(
+                session, Actor("t", "system"), enrolled["asset_id"], now=ctx.now()
+            )
+
+    again = enroll(app_client, make_token(ctx), "db-1-renamed", machine_id=MACHINE)
+    assert again["status"] == 200
+    assert again["asset_id"] == first["asset_id"]  # same system, no live agent: its asset
+    assert live_credentials(ctx, first["asset_id"]) == [int(again["credential"].split("_")[1])]
+    assert audit_events(ctx, "agent.enroll")[-1].after["asset"] == "matched by machine id"  # type: ignore[index]
+
+    # Without a machine id only the name would match: not enough, a new asset.
+    renamed = enroll(app_client, make_token(ctx), "web-1")
+    assert renamed["status"] == 200
+    assert renamed["asset_id"] != named["asset_id"]
+
+
+def test_a_reenroll_token_replaces_the_agent_of_its_asset_once_and_is_audited(
+    ctx: AppContext, app_client: TestClient, admin: SignedIn
+) -> None:
+    old = enroll(app_client, make_token(ctx), "db-1", machine_id=MACHINE)
+    old_id = int(old["credential"].split("_")[1])
+    other = enroll(app_client, make_token(ctx), "web-1", machine_id=OTHER_MACHINE)
+    created = admin.client.post(
+        "/api/v1/enrollment-tokens",
+        json={"asset_id": old["asset_id"], "note": "disk replaced"},
+        headers=admin.headers(),
+    )
+    assert created.status_code == 201, created.text
+    bound = created.json()
+    assert (bound["asset_id"], bound["max_uses"]) == (old["asset_id"], 1)
+    [creation] = [
+        e for e in audit_events(ctx, "enrollment_token.create") if e.target_id == str(bound["id"])
+    ]
+    assert (creation.actor, creation.after["asset_id"]) == ("admin", old["asset_id"])  # type: ignore[index]
+
+    # It replaces this asset's agent only: a system that is another asset's live agent
+    # is refused, and the token stays unused.
+    wrong = enroll(app_client, bound["token"], "web-1", machine_id=OTHER_MACHINE)
+    assert wrong["status"] == 409, wrong
+    assert f"enrolled as asset {other['asset_id']}" in wrong["error"]
+    assert token_uses(ctx, bound["token"]) == 0
+    assert checkin_status(app_client, other["credential"]) == 200
+
+    new = enroll(app_client, bound["token"], "db-1-rebuilt", machine_id=MACHINE)
+    assert new["status"] == 200
+    assert new["asset_id"] == old["asset_id"]
+    assert checkin_status(app_client, old["credential"]) == 401  # replaced
+    assert checkin_status(app_client, new["credential"]) == 200
+    new_id = int(new["credential"].split("_")[1])
+    assert live_credentials(ctx, old["asset_id"]) == [new_id]
+    [replaced] = audit_events(ctx, "agent.replace")
+    assert (replaced.actor, replaced.target_type, replaced.target_id) == (
+        "agent-enroll:db-1-rebuilt",
+        "asset",
+        str(old["asset_id"]),
+    )
+    assert replaced.after == {
+        "hostname": "db-1-rebuilt",
+        "machine_id": MACHINE,
+        "enrollment_token": bound["id"],
+        "credential": new_id,
+        "authorized_by": "admin",
+        "revoked_credentials": [old_id],
+    }
+
+    # Single use: the same token again is refused, and the new agent keeps its place.
+    reused = enroll(app_client, bound["token"], "db-1-rebuilt", machine_id=MACHINE)
+    assert reused["status"] == 401
+    assert checkin_status(app_client, new["credential"]) == 200
+
+
+def test_reenroll_tokens_are_single_use_for_an_existing_asset_without_defaults(
+    ctx: AppContext, admin: SignedIn
+) -> None:
+    asset_id = enroll(admin.client, make_token(ctx), "db-1")["asset_id"]
+    for body, status, words in (
+        ({"asset_id": asset_id, "max_uses": 2}, 422, "single use"),
+        ({"asset_id": asset_id, "defaults": {"environment": "prod"}}, 422, "no asset defaults"),
+        ({"asset_id": 9999}, 404, "no asset with id 9999"),
+        ({"asset_id": 0}, 422, ""),
+    ):
+        refused = admin.client.post("/api/v1/enrollment-tokens", json=body, headers=admin.headers())
+        assert refused.status_code == status, (body, refused.text)
+        assert words in refused.json()["error"]
+    listed = admin.client.get("/api/v1/enrollment-tokens").json()["items"]
+    assert [t["asset_id"] for t in listed] == [None]  # only make_token's; nothing half-made
+
+
+def test_an_asset_known_without_an_agent_is_attached_only_by_a_reenroll_token(
+    ctx: AppContext, app_client: TestClient
+) -> None:
+    with ctx.db.session() as session:
+        collected = AssetRow(hostname="legacy-1", fqdn="legacy-1.example.org", source="ssh",
+                             status="unmanaged", created_at=ctx.now())  # fmt: skip
+        session.add(collected)
+        session.flush()
+        legacy = collected.id
+    by_name = enroll(app_client, make_token(ctx), "legacy-1", fqdn="legacy-1.example.org")
+    assert by_name["status"] == 200
+    assert by_name["asset_id"] != legacy
+
+    adopted = enroll(app_client, make_token(ctx, asset_id=legacy), "legacy-1", machine_id=MACHINE)
+    assert adopted["asset_id"] == legacy
+    with ctx.db.session() as session:
+        asset = session.get(AssetRow, legacy)
+        assert asset is not None
+        assert (asset.source, asset.status, asset.serial) == (
+            "agent",
+            "managed",
+            f"machine-id:{MACHINE}",
+        )
+    assert audit_events(ctx, "agent.replace")[-1].after["revoked_credentials"] == []  # type: ignore[index]
+
+
+def test_deleting_an_asset_deletes_its_reenroll_tokens(
+    ctx: AppContext, app_client: TestClient, admin: SignedIn
+) -> None:
+    asset_id = enroll(app_client, make_token(ctx), "db-1")["asset_id"]
+    token = make_token(ctx, asset_id=asset_id)
+    deleted = admin.client.delete(f"/api/v1/assets/{asset_id}", headers=admin.headers())
+    assert deleted.status_code == 200, deleted.text
+    refused = enroll(app_client, token, "db-1")
+    assert refused["status"] == 401  # never an ordinary token: gone with its asset
+    with ctx.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(EnrollmentTokenRow)) == 1
 
 
 def test_revoking_a_host_locks_its_agent_out_at_once(

@@ -3,7 +3,8 @@
     patchwarden-agent [--config FILE] [--state-dir DIR] [-v] COMMAND
       run [--once] [--json]          check in and run released jobs, every interval
                                      (or once) until stopped
-      enroll TOKEN [--server URL]    exchange an enrollment token ('-' reads stdin)
+      enroll TOKEN [--server URL] [--hostname NAME] [--replace]
+                                     exchange an enrollment token ('-' reads stdin)
       status [--json]                what the agent knows; no network
       inventory [--json]             what the agent would upload; no network
       build-pyz OUTPUT               write patchwarden-agent.pyz
@@ -36,6 +37,7 @@ from patchwarden.collect.jsonfmt import inventory_to_json
 from patchwarden.core.errors import AuthenticationRequired, ConfigError, PatchwardenError
 
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 EXIT_NOT_CHECKED_IN = 75
 EXIT_REFUSED = 77
 EXIT_CONFIG = 78
@@ -88,6 +90,12 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "--server", metavar="URL", help="server URL (else server_url of the config)"
     )
     enroll.add_argument("--hostname", help="name to enroll under (default: this host's name)")
+    enroll.add_argument(
+        "--replace",
+        action="store_true",
+        help="enroll even though the state directory holds a live credential (it is "
+        "discarded; with a re-enroll token the server revokes it too)",
+    )
 
     status = commands.add_parser(
         "status", parents=[shared], help="show enrollment, last contact and spool"
@@ -104,9 +112,14 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, *, prog: str = PROG) -> int:
+    """Run the command line; returns the exit code.
+
+    ``prog`` is the name usage and error lines give the command (``patchwarden agent``
+    when the patchwarden CLI runs it). Bad usage, ``--help`` and ``--version`` end in
+    argparse's ``SystemExit`` (2, 0, 0).
+    """
+    args = build_parser(prog).parse_args(argv)
     try:
         if args.command == "build-pyz":
             return _build(args)
@@ -121,12 +134,12 @@ def main(argv: list[str] | None = None) -> int:
             return _inventory(agent, args)
         return _run(agent, args)
     except PatchwardenError as exc:
-        print(f"{PROG}: error: {exc.message}", file=sys.stderr)
+        print(f"{prog}: error: {exc.message}", file=sys.stderr)
         if exc.hint:
             print(f"  hint: {exc.hint}", file=sys.stderr)
         return exit_code_for(exc)
     except OSError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
 
 
@@ -165,7 +178,7 @@ def _enroll(agent: Agent, args: argparse.Namespace) -> int:
     token = sys.stdin.readline() if args.token == STDIN_ARGUMENT else args.token
     if not token.strip():
         raise ConfigError("no enrollment token given")
-    agent.enroll(token.strip(), hostname=args.hostname)
+    agent.enroll(token.strip(), hostname=args.hostname, replace=args.replace)
     status = agent.status()
     print(f"enrolled with {status['server_url']} as asset {status['asset_id']}")
     return 0

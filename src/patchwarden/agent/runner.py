@@ -212,16 +212,32 @@ class Agent:
         """Whether the agent holds a credential the server has not refused."""
         return bool(self.state_dir.read_credential()) and not self.state_dir.load().revoked
 
-    def enroll(self, token: str, hostname: str | None = None) -> None:
+    def enroll(self, token: str, hostname: str | None = None, *, replace: bool = False) -> None:
         """Exchange an enrollment token for this host's credential and store it.
 
         Raises ``AuthenticationRequired`` with the server's reason when the token is
         invalid, expired, revoked or used up; ``ServerUnreachable`` when the server
-        cannot be reached. Spooled reports are kept and go out with the new credential.
+        cannot be reached; ``ServerRefused`` (409) when this system's agent is live on
+        the server and the token is not a re-enroll token for it. Spooled reports are
+        kept and go out with the new credential.
+
+        A state directory holding a credential the server has not refused is not
+        enrolled again unless ``replace`` (``ConfigError``): the credential would be
+        lost and the agent using it would stop — a second agent on one host needs a
+        state directory of its own.
         """
         name = hostname or socket.gethostname()
         with self.state_dir.lock():
             state = self.state_dir.load()
+            if not replace and self.state_dir.read_credential() and not state.revoked:
+                where = f" on {state.server_url}" if state.server_url else ""
+                raise ConfigError(
+                    f"the state directory {self.state_dir.path} already holds the live "
+                    f"credential of asset {state.asset_id or '?'}{where}; nothing was changed",
+                    hint="a second agent on this host needs a state directory of its own "
+                    "(--state-dir, or state_dir in its configuration); to enroll this agent "
+                    "again, pass --replace",
+                )
             server_url = self.config.server_url or state.server_url
             client = self._client(server_url)
             payload = {

@@ -236,9 +236,19 @@ def enroll_create(
         "--defaults",
         help='JSON asset defaults, e.g. \'{"environment": "prod", "tags": ["web"]}\'.',
     ),
+    asset: int | None = typer.Option(
+        None,
+        "--asset",
+        min=1,
+        help="Bind the token to this asset id: single use, replaces the asset's agent.",
+    ),
     as_json: bool = JsonFlag,
 ) -> int:
-    """Create an enrollment token for agents; the secret is printed once."""
+    """Create an enrollment token for agents; the secret is printed once.
+
+    With --asset it is a re-enroll token: the one way to replace the agent of an asset
+    whose agent is live (or to attach an agent to an asset known without one).
+    """
     try:
         parsed = json.loads(defaults)
     except json.JSONDecodeError as exc:
@@ -254,10 +264,20 @@ def enroll_create(
             max_uses=uses,
             note=note,
             defaults=parsed,
+            asset_id=asset,
         )
         out = {**agents.enrollment_json(row), "token": secret}
     if as_json:
         print_json(out)
+    elif asset is not None:
+        stdout().print(
+            f"re-enroll token {row.id} for asset {asset}: single use, expires {out['expires_at']}"
+        )
+        stdout().print(secret, highlight=False)
+        stderr().print(
+            f"on the host: patchwarden-agent.pyz enroll TOKEN --server URL "
+            f"(revokes asset {asset}'s current agent credential)"
+        )
     else:
         stdout().print(f"enrollment token {row.id}: {uses} use(s), expires {out['expires_at']}")
         stdout().print(secret, highlight=False)

@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from patchwarden import __version__
 from patchwarden.cli import account, admin, fleet_sources
+from patchwarden.cli import agent as agent_cli
 from patchwarden.cli import db as db_cli
 from patchwarden.cli import deploy as deploy_cli
 from patchwarden.cli import explain as explain_cli
@@ -56,6 +57,7 @@ app.add_typer(deploy_cli.exceptions_app, name="exceptions")
 app.add_typer(deploy_cli.rollouts_app, name="rollouts")
 app.add_typer(deploy_cli.scripts_app, name="scripts")
 app.add_typer(db_cli.app, name="db")
+app.command("agent", **agent_cli.COMMAND)(agent_cli.agent)
 
 
 def _version(value: bool) -> None:

@@ -39,7 +39,7 @@ from patchwarden.server.context import AppContext
 from patchwarden.server.reports import ReportProcessor
 from patchwarden.server.services.agents import pending_reports, requeue_stale
 from patchwarden.server.services.orchestrator import run_loop
-from patchwarden.server.web import pages
+from patchwarden.server.web import enrollment, pages
 
 log = logging.getLogger("patchwarden.server")
 
@@ -234,6 +234,7 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
         audit.router,
         deploy.router,
         pages.router,
+        enrollment.router,
     ):
         app.include_router(router)
     pages.mount_static(app)

@@ -388,6 +388,10 @@ class EnrollmentTokenRow(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     # Assets enrolled with this token get these (tags, environment, criticality…).
     defaults: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # A re-enroll token: single use, attaches to this asset only and replaces its agent.
+    asset_id: Mapped[int | None] = mapped_column(
+        ForeignKey("asset.id", ondelete="CASCADE"), nullable=True
+    )
 
 
 class AgentCredentialRow(Base):
@@ -549,7 +553,7 @@ class RiskExceptionRow(Base):
     justification: Mapped[str] = mapped_column(Text)
     requested_by: Mapped[str] = mapped_column(String(120))
     #: The users behind ``requested_by`` / ``approved_by``: four eyes compares these
-    #: (None for the system, and for rows older than migration 0015 that named no user).
+    #: (None for the system, and for rows older than migration 0009 that named no user).
     requested_by_user: Mapped[int | None] = mapped_column(Integer, nullable=True)
     approved_by: Mapped[str] = mapped_column(String(120), default="")
     approved_by_user: Mapped[int | None] = mapped_column(Integer, nullable=True)

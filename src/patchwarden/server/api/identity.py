@@ -219,6 +219,9 @@ class NewEnrollmentToken(BaseModel):
     max_uses: int = Field(1, ge=1, le=100_000)
     note: str = Field("", max_length=200)
     defaults: dict[str, Any] = Field(default_factory=dict)
+    asset_id: int | None = Field(
+        None, ge=1, description="Bind the token to this asset: a single-use re-enroll token."
+    )
 
 
 @router.get("/enrollment-tokens")
@@ -241,6 +244,7 @@ def create_enrollment_token(
         max_uses=body.max_uses,
         note=body.note,
         defaults=body.defaults,
+        asset_id=body.asset_id,
     )
     return {**agents.enrollment_json(row), "token": secret}
 

@@ -3,7 +3,9 @@
 Protocol version 1 (docs/agent-protocol.md):
 
 * ``POST /api/agent/v1/enroll`` exchanges an enrollment token for a per-host credential
-  (``pwa_<id>_<secret>``; the server keeps only its sha256).
+  (``pwa_<id>_<secret>``; the server keeps only its sha256). An ordinary token never
+  attaches to an asset whose agent credential is live; a re-enroll token (bound to one
+  asset by an administrator) is the one way to replace a host's agent.
 * ``POST /api/agent/v1/checkin`` reports liveness and the inventory's content hash; the
   answer says whether to upload the inventory and when to check in next.
 * ``PUT /api/agent/v1/inventory`` uploads the full inventory (gzip JSON, format
@@ -39,6 +41,7 @@ from sqlalchemy.orm import Session
 from patchwarden.collect.jsonfmt import check_envelope, inventory_from_json
 from patchwarden.core.errors import (
     AuthenticationRequired,
+    Conflict,
     InventoryError,
     NotFound,
     PayloadTooLarge,
@@ -60,7 +63,7 @@ from patchwarden.store.audit import Actor
 from patchwarden.store.db import Database
 from patchwarden.store.findings import refresh_findings
 from patchwarden.store.groups import recompute_for_assets
-from patchwarden.store.inventory import find_asset, store_inventory
+from patchwarden.store.inventory import store_inventory
 from patchwarden.store.models import (
     AgentCredentialRow,
     AgentReportRow,
@@ -101,6 +104,7 @@ def enrollment_json(row: EnrollmentTokenRow) -> dict[str, Any]:
         "uses": row.uses,
         "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
         "defaults": row.defaults,
+        "asset_id": row.asset_id,
     }
 
 
@@ -132,12 +136,31 @@ def create_enrollment_token(
     max_uses: int = 1,
     note: str = "",
     defaults: dict[str, Any] | None = None,
+    asset_id: int | None = None,
 ) -> tuple[EnrollmentTokenRow, str]:
-    """Create an enrollment token; returns the row and the secret (shown once)."""
+    """Create an enrollment token; returns the row and the secret (shown once).
+
+    With ``asset_id`` it is a re-enroll token: single use, valid for that asset only,
+    and the agent enrolling with it replaces the asset's agent (its live credentials
+    are revoked then). It carries no defaults: the asset keeps its context.
+    """
     if not 1 <= hours <= 24 * 90:
         raise ValidationFailed("enrollment tokens live 1 hour to 90 days")
     if not 1 <= max_uses <= 100_000:
         raise ValidationFailed("max uses must be 1-100000")
+    if asset_id is not None:
+        if session.get(AssetRow, asset_id) is None:
+            raise NotFound(f"no asset with id {asset_id}", hint="see `patchwarden assets list`")
+        if max_uses != 1:
+            raise ValidationFailed(
+                f"a re-enroll token (bound to asset {asset_id}) is single use, not {max_uses}",
+                hint="leave out the number of uses",
+            )
+        if defaults:
+            raise ValidationFailed(
+                "a re-enroll token carries no asset defaults: the asset keeps its own context",
+                hint="change the asset itself (`patchwarden assets set`)",
+            )
     secret = new_secret()
     row = EnrollmentTokenRow(
         secret_hash=hash_secret(secret),
@@ -148,6 +171,7 @@ def create_enrollment_token(
         max_uses=max_uses,
         uses=0,
         defaults=validate_defaults(defaults or {}),
+        asset_id=asset_id,
     )
     session.add(row)
     session.flush()
@@ -202,6 +226,9 @@ class Enrolled:
     credential: str
 
 
+MACHINE_ID_SERIAL = "machine-id:"
+
+
 def enroll(
     session: Session,
     *,
@@ -216,9 +243,22 @@ def enroll(
     """Exchange an enrollment token for a host credential.
 
     The token must exist, be unrevoked, unexpired and have uses left; its use count is
-    incremented atomically so concurrent enrollments cannot exceed ``max_uses``. A host
-    that enrolls again (same machine id or hostname) keeps its asset; its earlier
-    credentials are revoked.
+    incremented atomically so concurrent enrollments cannot exceed ``max_uses``.
+
+    Which asset the credential is for (docs/agent-protocol.md, "Enroll"):
+
+    * a re-enroll token (bound to an asset) attaches to that asset and replaces its
+      agent: the asset's live credentials are revoked, and the event ``agent.replace``
+      names them and the administrator who created the token;
+    * an ordinary token attaches to the asset recorded with the same machine id when
+      that asset has no live agent credential (an agent enrolling again after its
+      credential was revoked, or after the asset was known without an agent); when the
+      asset's agent is live the enrollment is refused (``Conflict``) and nothing
+      changes — a second agent for one system is a duplicate or a takeover, never
+      something to do silently. Names are not identities: a hostname or fqdn alone
+      never attaches, so any other enrollment creates a new asset.
+
+    An ordinary enrollment never revokes a credential.
     """
     parsed = parse_token(token, ENROLL_PREFIX)
     if parsed is None:
@@ -232,7 +272,12 @@ def enroll(
             EnrollmentTokenRow.uses < EnrollmentTokenRow.max_uses,
         )
         .values(uses=EnrollmentTokenRow.uses + 1)
-        .returning(EnrollmentTokenRow.secret_hash, EnrollmentTokenRow.defaults)
+        .returning(
+            EnrollmentTokenRow.secret_hash,
+            EnrollmentTokenRow.defaults,
+            EnrollmentTokenRow.asset_id,
+            EnrollmentTokenRow.created_by,
+        )
     ).first()
     if claimed is None or not same_hash(claimed[0], hash_secret(parsed.secret)):
         raise AuthenticationRequired(
@@ -242,33 +287,44 @@ def enroll(
     if not hostname or len(hostname) > 255:
         raise ValidationFailed("enrollment needs the host's name (1-255 characters)")
     defaults: dict[str, Any] = claimed[1] or {}
-    asset = None
-    if machine_id:
-        asset = session.scalars(
-            select(AssetRow).where(AssetRow.serial == f"machine-id:{machine_id}")
-        ).first()
-    if asset is None:
-        asset = find_asset(session, hostname=fqdn or hostname) or find_asset(
-            session, hostname=hostname
-        )
+    bound: int | None = claimed[2]
     actor = Actor(f"agent-enroll:{hostname}", "agent", ip)
+    replaced: list[int] = []
+    asset: AssetRow | None
+    if bound is not None:
+        asset = _bound_asset(session, bound, machine_id)
+        replaced = _live_credentials(session, asset.id)
+    else:
+        asset = _machine_asset(session, machine_id)
+        if asset is not None and _live_credentials(session, asset.id):
+            raise Conflict(
+                f"this system (machine id {machine_id}) is already enrolled as asset "
+                f"{asset.id}, whose agent credential is live; nothing was changed and the "
+                "enrollment token was not used",
+                hint=f"to replace that agent, an administrator creates a token for it: "
+                f"`patchwarden enroll create --asset {asset.id}`; a different machine "
+                "cloned from the same image needs a machine id of its own "
+                "(systemd-machine-id-setup)",
+            )
+    created = asset is None
     if asset is None:
         asset = AssetRow(hostname=hostname, created_at=now, source="agent")
         session.add(asset)
     asset.fqdn = fqdn or asset.fqdn
-    if machine_id:
-        asset.serial = asset.serial or f"machine-id:{machine_id}"
+    if machine_id and (not asset.serial or asset.serial.startswith(MACHINE_ID_SERIAL)):
+        asset.serial = MACHINE_ID_SERIAL + machine_id
     asset.source = "agent"
     asset.status = "managed"
     for key, value in defaults.items():
         setattr(asset, key, value)
     asset.last_seen = now
     session.flush()
-    session.execute(
-        update(AgentCredentialRow)
-        .where(AgentCredentialRow.asset_id == asset.id, AgentCredentialRow.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
+    if replaced:
+        session.execute(
+            update(AgentCredentialRow)
+            .where(AgentCredentialRow.id.in_(replaced))
+            .values(revoked_at=now)
+        )
     secret = new_secret()
     credential = AgentCredentialRow(
         asset_id=asset.id,
@@ -280,34 +336,82 @@ def enroll(
     )
     session.add(credential)
     session.flush()
+    event: dict[str, Any] = {
+        "hostname": hostname,
+        "machine_id": machine_id,
+        "enrollment_token": parsed.row_id,
+        "credential": credential.id,
+    }
+    if bound is not None:
+        event |= {"authorized_by": claimed[3], "revoked_credentials": replaced}
+    else:
+        event["asset"] = "created" if created else "matched by machine id"
     audit.record(
         session,
         actor,
-        "agent.enroll",
+        "agent.replace" if bound is not None else "agent.enroll",
         now=now,
         target_type="asset",
         target_id=asset.id,
-        after={
-            "hostname": hostname,
-            "enrollment_token": parsed.row_id,
-            "credential": credential.id,
-        },
+        after=event,
     )
     recompute_for_assets(session, [asset.id])
     return Enrolled(asset.id, credential.id, format_token(AGENT_PREFIX, credential.id, secret))
+
+
+def _machine_asset(session: Session, machine_id: str) -> AssetRow | None:
+    """The asset recorded with this machine id (locked: concurrent enrollments of one
+    system wait for each other), or None."""
+    if not machine_id:
+        return None
+    return session.scalars(
+        select(AssetRow)
+        .where(AssetRow.serial == MACHINE_ID_SERIAL + machine_id)
+        .order_by(AssetRow.id)
+        .limit(1)
+        .with_for_update()
+    ).first()
+
+
+def _bound_asset(session: Session, asset_id: int, machine_id: str) -> AssetRow:
+    """The asset a re-enroll token is bound to, locked.
+
+    Refused (``Conflict``) when the enrolling system is the live agent of *another*
+    asset: the token replaces one asset's agent, it does not make a second asset for a
+    system that already has one.
+    """
+    asset = session.scalars(
+        select(AssetRow).where(AssetRow.id == asset_id).with_for_update()
+    ).first()
+    if asset is None:  # the token goes with its asset; kept for a clear answer anyway
+        raise NotFound(f"asset {asset_id} of this re-enroll token no longer exists")
+    other = _machine_asset(session, machine_id)
+    if other is not None and other.id != asset.id and _live_credentials(session, other.id):
+        raise Conflict(
+            f"this system (machine id {machine_id}) is enrolled as asset {other.id} with a "
+            f"live agent; the token is for asset {asset.id}; nothing was changed",
+            hint=f"revoke asset {other.id}'s agent first (`patchwarden assets revoke-agent "
+            f"{other.id}`), or use a token bound to asset {other.id}",
+        )
+    return asset
+
+
+def _live_credentials(session: Session, asset_id: int) -> list[int]:
+    """Ids of the asset's unrevoked agent credentials."""
+    return list(
+        session.scalars(
+            select(AgentCredentialRow.id)
+            .where(AgentCredentialRow.asset_id == asset_id, AgentCredentialRow.revoked_at.is_(None))
+            .order_by(AgentCredentialRow.id)
+        )
+    )
 
 
 def revoke_credentials(session: Session, actor: Actor, asset_id: int, *, now: datetime) -> int:
     """Revoke every live credential of an asset: its agent is locked out at once."""
     if session.get(AssetRow, asset_id) is None:
         raise NotFound(f"no asset with id {asset_id}")
-    live = list(
-        session.scalars(
-            select(AgentCredentialRow.id).where(
-                AgentCredentialRow.asset_id == asset_id, AgentCredentialRow.revoked_at.is_(None)
-            )
-        )
-    )
+    live = _live_credentials(session, asset_id)
     session.execute(
         update(AgentCredentialRow).where(AgentCredentialRow.id.in_(live)).values(revoked_at=now)
     )

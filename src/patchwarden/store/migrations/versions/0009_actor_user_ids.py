@@ -7,7 +7,7 @@ same person through the API and the CLI counted as two. The user id is now recor
 Existing rows get the id of the user their name designates, where one does (names of
 the old CLI form "cli:<login>" designate no patchwarden user and stay without one).
 
-Revision ID: 0015
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-08
 """
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0015"
+revision: str = "0009"
 down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
