@@ -18,6 +18,7 @@ from patchwarden.agent.runner import Agent
 from patchwarden.cli.main import run
 from patchwarden.store.models import AgentCredentialRow, EnrollmentTokenRow
 from tests.agent.conftest import Live
+from tests.conftest import make_user_token
 
 MACHINE_ID = "9b1e7c3a5d2f4e6a8c0b1d2e3f4a5b6c"
 
@@ -105,6 +106,8 @@ def test_replacing_an_agent_needs_a_reenroll_token_for_its_asset(
     asset_id = enrolled.status()["asset_id"]
     monkeypatch.setenv("PATCHWARDEN_HOME", str(tmp_path / "admin-home"))
     monkeypatch.setenv("PATCHWARDEN_DATABASE_URL", live.server.db_url)
+    _user_id, admin_token = make_user_token(live.server.db_url, "enroller", "admin")
+    monkeypatch.setenv("PATCHWARDEN_TOKEN", admin_token)
     capsys.readouterr()
 
     # Re-enroll tokens are single use.
