@@ -29,13 +29,17 @@ EXIT_ERROR = 2
 
 
 def stdout() -> Console:
-    """A console on the current stdout (tests swap sys.stdout)."""
-    return Console(file=sys.stdout, soft_wrap=False)
+    """A console on the current stdout (tests swap sys.stdout).
+
+    Emoji codes are off: text from files and feeds (``root:x:0:0``) prints as written.
+    Markup in such text is escaped where it is printed (``rich.markup.escape``).
+    """
+    return Console(file=sys.stdout, soft_wrap=False, emoji=False)
 
 
 def stderr() -> Console:
-    """A console on the current stderr, for progress, banners and errors."""
-    return Console(file=sys.stderr, stderr=True)
+    """A console on the current stderr, for progress, banners and errors (no emoji)."""
+    return Console(file=sys.stderr, stderr=True, emoji=False)
 
 
 def now() -> datetime:
