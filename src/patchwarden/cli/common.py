@@ -38,8 +38,11 @@ def stdout() -> Console:
 
 
 def stderr() -> Console:
-    """A console on the current stderr, for progress, banners and errors (no emoji)."""
-    return Console(file=sys.stderr, stderr=True, emoji=False)
+    """A console on the current stderr, for progress, banners and errors (no emoji).
+
+    Lines are not wrapped: an error stays one line for whoever reads or greps it.
+    """
+    return Console(file=sys.stderr, stderr=True, emoji=False, soft_wrap=True)
 
 
 def now() -> datetime:
