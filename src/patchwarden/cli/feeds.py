@@ -123,12 +123,16 @@ def _print_import(report: ImportReport) -> None:
             parts.append(f"{f.withdrawn} withdrawn")
         if f.intel:
             parts.append(f"{f.intel} CVEs of intel")
+        # One line per file, however long its path: soft_wrap leaves wrapping to the terminal.
         console.print(
             f"[green]imported[/] {escape(f.feed)} from {escape(f.source)}: {', '.join(parts)}",
             highlight=False,
+            soft_wrap=True,
         )
         for problem in f.problems[:5]:
-            console.print(f"  [yellow]skipped:[/] {escape(problem)}", highlight=False)
+            console.print(
+                f"  [yellow]skipped:[/] {escape(problem)}", highlight=False, soft_wrap=True
+            )
         if len(f.problems) > 5:
             console.print(
                 f"  [yellow]… {len(f.problems) - 5} more skipped ranges[/]", highlight=False
@@ -284,7 +288,9 @@ def sync_command(
         for o in report.outcomes:
             style = {"updated": "green", "not-modified": "dim", "failed": "bold red"}[o.status]
             detail = f": {escape(o.detail)}" if o.detail else ""
-            console.print(f"[{style}]{o.status}[/] {escape(o.feed)}{detail}", highlight=False)
+            console.print(
+                f"[{style}]{o.status}[/] {escape(o.feed)}{detail}", highlight=False, soft_wrap=True
+            )
         if report.imported:
             _print_import(report.imported)
         if nvd_report:
