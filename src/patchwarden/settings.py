@@ -90,7 +90,7 @@ class Settings(BaseSettings):
         description="Mirror base URL or directory `patchwarden up` syncs feeds from.",
     )
     # Decompression bounds of feed data (feeds/inflate.py). The largest real feed file
-    # measured inflates to 5 MB and no real file over 1 MiB more than 32 times.
+    # measured is 5 MB and no real file over 1 MiB compresses more than 32 times.
     feed_max_member_bytes: int = Field(
         default=256 << 20,
         ge=1,

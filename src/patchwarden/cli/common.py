@@ -38,11 +38,13 @@ def stdout() -> Console:
 
 
 def stderr() -> Console:
-    """A console on the current stderr, for progress, banners and errors (no emoji).
+    """A console on the current stderr, for progress, banners and errors.
 
-    Lines are not wrapped: an error stays one line for whoever reads or greps it.
+    Lines are not wrapped at the terminal width: an error is one line, whole, however
+    narrow the terminal (or 80 columns when stderr is not one).
+    No emoji codes either, as on ``stdout()``.
     """
-    return Console(file=sys.stderr, stderr=True, emoji=False, soft_wrap=True)
+    return Console(file=sys.stderr, stderr=True, soft_wrap=True, emoji=False)
 
 
 def now() -> datetime:
