@@ -120,7 +120,7 @@ def test_a_file_with_no_records_is_an_error_naming_the_formats(
     code, _, err = cli(capsys, "feeds", "import", "--format", "epss", str(epss))
     assert code == 2
     assert "found no records to import" in err
-    assert "hint: expected a epss file" in err
+    assert "hint: expected records of the 'epss' format" in err
     assert status(capsys) == {}
 
 

@@ -159,7 +159,7 @@ def _nothing_found(path: Path, feed: ParsedFeed, kind: str | None) -> FeedError:
     notes = ("skipped_members", "skipped_releases", "not_affected", "non_cve_entries")
     skipped = "; ".join(f"{k}: {feed.meta[k]}" for k in notes if k in feed.meta)
     found = f" ({skipped})" if skipped else ""
-    expected = f"a {kind} file" if kind in FEED_KINDS else EXPECTED_FORMATS
+    expected = f"records of the {kind!r} format" if kind in FEED_KINDS else EXPECTED_FORMATS
     return FeedError(
         f"found no records to import in this {feed.kind} content{found}; nothing was imported",
         source=str(path),
