@@ -71,10 +71,6 @@ class InflateBudget:
         self.limits = limits
         self.total = 0
 
-    def fresh(self) -> InflateBudget:
-        """A budget with the same limits and nothing counted (for a look-ahead)."""
-        return InflateBudget(self.limits)
-
     def member(self, source: str, compressed: int | None = None) -> MemberCounter:
         """A counter for one member; ``compressed`` is its size when known up front."""
         return MemberCounter(self, source, compressed)
