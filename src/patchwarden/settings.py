@@ -110,6 +110,24 @@ class Settings(BaseSettings):
         default="",
         description="Mirror base URL or directory `patchwarden up` syncs feeds from.",
     )
+    # Decompression bounds of feed data (feeds/inflate.py). The largest real feed file
+    # measured is 5 MB and no real file over 1 MiB compresses more than 32 times.
+    feed_max_member_bytes: int = Field(
+        default=256 << 20,
+        ge=1,
+        description="Bytes one feed file, zip member or download may decompress to.",
+    )
+    feed_max_total_bytes: int = Field(
+        default=4 << 30,
+        ge=1,
+        description="Bytes all the feed data of one import or sync may decompress to.",
+    )
+    feed_max_ratio: int = Field(
+        default=100,
+        ge=1,
+        description="How many times its compressed size a feed file or member may "
+        "decompress to (judged past its first MiB).",
+    )
 
     @field_validator("report_processes", mode="before")
     @classmethod

@@ -85,14 +85,71 @@ def test_scan_fail_on_sets_the_exit_code(cli_env: str, capsys: pytest.CaptureFix
     assert code == 0  # no P1 on a low-criticality internal host without KEV/EPSS
 
 
-def test_scan_table_output_and_empty_database_banner(
+def test_scan_on_an_empty_database_says_nothing_was_checked(
     cli_env: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     inventory = str(data_file(ALMA_INVENTORY))
     code, out, err = cli(capsys, "scan", "-i", inventory, "-e", "AlmaLinux:9", "--hostname", "t")
     assert code == 0
-    assert "No vulnerability data imported yet" in err
-    assert "No open findings" in out
+    assert "Not checked: no loaded advisory covers AlmaLinux:9" in out
+    assert "patchwarden feeds sync --ecosystem AlmaLinux:9" in out
+    assert "No open findings" not in out
+    assert err == ""
+
+
+DEBIAN_STATUS = "local-dpkg/var_lib_dpkg_status"  # a real Debian 12 host
+
+
+def test_scan_says_when_no_loaded_advisory_covers_the_host(
+    cli_env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Only the 2023 DSA list (releases up to Debian 11) is loaded: a Debian 12 host
+    is not clean, it was not checked; an advisory for plain Debian covers it."""
+    assert (
+        cli(capsys, "feeds", "import", str(data_file("debian-security-tracker/DSA_list.txt")))[0]
+        == 0
+    )
+    scan = ["scan", "-i", str(data_file(DEBIAN_STATUS)), "-e", "Debian:12", "--hostname", "b"]
+    code, out, _ = cli(capsys, *scan)
+    assert code == 0
+    notice = next(line for line in out.splitlines() if line.startswith("Not checked"))
+    assert notice.startswith("Not checked: no loaded advisory covers Debian:12 (743 packages)")
+    assert "patchwarden feeds sync --ecosystem Debian:12" in notice
+    assert "No open findings" not in out
+    code, out, err = cli(capsys, *scan, "--format", "json")
+    report = json.loads(out)
+    assert report["coverage"] == [
+        {
+            "ecosystem": "Debian:12",
+            "packages": 743,
+            "covered": False,
+            "hint": "load one with: patchwarden feeds sync --ecosystem Debian:12 "
+            "(or patchwarden feeds import an OSV file for it)",
+        }
+    ]
+    assert "Not checked" in err  # also said to whoever reads the terminal
+
+    every_release = tmp_path / "debian.json"
+    every_release.write_text(
+        json.dumps(
+            {
+                "id": "DEBIAN-TEST-1",
+                "modified": "2026-01-01T00:00:00Z",
+                "affected": [
+                    {
+                        "package": {"ecosystem": "Debian", "name": "no-such-package"},
+                        "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}],
+                    }
+                ],
+            }
+        )
+    )
+    assert cli(capsys, "feeds", "import", str(every_release))[0] == 0
+    code, out, err = cli(capsys, *scan)
+    assert "Not checked" not in out
+    assert "No open findings." in out
+    code, out, _ = cli(capsys, *scan, "--format", "json")
+    assert json.loads(out)["coverage"][0]["covered"] is True
 
 
 def test_explain_shows_intel_and_affected_hosts(

@@ -31,8 +31,12 @@ EXIT_ERROR = 2
 
 
 def stdout() -> Console:
-    """A console on the current stdout (tests swap sys.stdout)."""
-    return Console(file=sys.stdout, soft_wrap=False)
+    """A console on the current stdout (tests swap sys.stdout).
+
+    Emoji codes are off: text from files and feeds (``root:x:0:0``) prints as written.
+    Markup in such text is escaped where it is printed (``rich.markup.escape``).
+    """
+    return Console(file=sys.stdout, soft_wrap=False, emoji=False)
 
 
 def stderr() -> Console:
@@ -40,8 +44,9 @@ def stderr() -> Console:
 
     Lines are not wrapped at the terminal width: an error is one line, whole, however
     narrow the terminal (or 80 columns when stderr is not one).
+    No emoji codes either, as on ``stdout()``.
     """
-    return Console(file=sys.stderr, stderr=True, soft_wrap=True)
+    return Console(file=sys.stderr, stderr=True, soft_wrap=True, emoji=False)
 
 
 def now() -> datetime:

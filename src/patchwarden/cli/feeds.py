@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from patchwarden.cli.common import (
     EXIT_ERROR,
@@ -27,6 +28,7 @@ from patchwarden.cli.identity import require
 from patchwarden.collect.osrelease import parse_os_release
 from patchwarden.core import ecosystems
 from patchwarden.feeds.importer import ImportReport, import_files
+from patchwarden.feeds.inflate import InflateLimits
 from patchwarden.feeds.sync import (
     NVD_API_URL,
     AlpineSecdbFeed,
@@ -39,9 +41,10 @@ from patchwarden.feeds.sync import (
     fetch_nvd_pages,
     sync,
 )
-from patchwarden.store.advisories import count_advisories
+from patchwarden.settings import Settings
+from patchwarden.store.advisories import count_advisories, count_by_feed
 from patchwarden.store.db import Database
-from patchwarden.store.intel import intel_counts
+from patchwarden.store.intel import cvss_counts_by_origin, intel_counts
 from patchwarden.store.models import AssetRow, FeedState
 
 app = typer.Typer(help="Import, download and inspect vulnerability feeds.", no_args_is_help=True)
@@ -70,6 +73,15 @@ class SyncFeed(StrEnum):
     debian_tracker = "debian-tracker"
     alpine = "alpine"
     nvd = "nvd"
+
+
+def inflate_limits(cfg: Settings) -> InflateLimits:
+    """The decompression bounds of feed data, from the ``PATCHWARDEN_FEED_MAX_*`` settings."""
+    return InflateLimits(
+        member_bytes=cfg.feed_max_member_bytes,
+        total_bytes=cfg.feed_max_total_bytes,
+        ratio=cfg.feed_max_ratio,
+    )
 
 
 def _import_json(report: ImportReport) -> dict[str, Any]:
@@ -112,14 +124,20 @@ def _print_import(report: ImportReport) -> None:
             parts.append(f"{f.withdrawn} withdrawn")
         if f.intel:
             parts.append(f"{f.intel} CVEs of intel")
+        # One line per file, however long its path: soft_wrap leaves wrapping to the terminal.
         console.print(
             f"[green]imported[/] {escape(f.feed)} from {escape(f.source)}: {', '.join(parts)}",
             highlight=False,
+            soft_wrap=True,
         )
         for problem in f.problems[:5]:
-            console.print(f"  [yellow]skipped:[/] {escape(problem)}", highlight=False)
+            console.print(
+                f"  [yellow]skipped:[/] {escape(problem)}", highlight=False, soft_wrap=True
+            )
         if len(f.problems) > 5:
-            console.print(f"  [yellow]… {len(f.problems) - 5} more skipped ranges[/]")
+            console.print(
+                f"  [yellow]… {len(f.problems) - 5} more skipped ranges[/]", highlight=False
+            )
     if report.refresh is not None and report.refresh.assets:
         r = report.refresh
         console.print(
@@ -144,6 +162,7 @@ def import_command(
 ) -> int:
     """Import feed files. All files are validated first; any error imports nothing."""
     require("feeds:write")
+    limits = inflate_limits(settings())
     status = stderr().status("parsing and importing…") if not as_json else _Null()
     with database() as db, status:
         report = import_files(
@@ -152,6 +171,7 @@ def import_command(
             now=now(),
             kind=feed_format.value if feed_format else None,
             refresh=not no_refresh,
+            limits=limits,
         )
     if as_json:
         print_json(_import_json(report))
@@ -249,10 +269,11 @@ def sync_command(
                 mirror=source,
                 progress=progress,
                 force=force,
+                limits=inflate_limits(cfg),
             )
             nvd_report = None
             if "nvd" in chosen and not any(o.status == "failed" for o in report.outcomes):
-                nvd_report = _sync_nvd(db, cfg.feed_cache_dir, moment, nvd_url, nvd_api_key)
+                nvd_report = _sync_nvd(db, cfg, moment, nvd_url, nvd_api_key)
     failed = [o for o in report.outcomes if o.status == "failed"]
     if as_json:
         print_json(
@@ -270,7 +291,9 @@ def sync_command(
         for o in report.outcomes:
             style = {"updated": "green", "not-modified": "dim", "failed": "bold red"}[o.status]
             detail = f": {escape(o.detail)}" if o.detail else ""
-            console.print(f"[{style}]{o.status}[/] {escape(o.feed)}{detail}", highlight=False)
+            console.print(
+                f"[{style}]{o.status}[/] {escape(o.feed)}{detail}", highlight=False, soft_wrap=True
+            )
         if report.imported:
             _print_import(report.imported)
         if nvd_report:
@@ -283,19 +306,24 @@ def sync_command(
 
 
 def _sync_nvd(
-    db: Database, cache_dir: Path, moment: datetime, url: str, api_key: str
+    db: Database, cfg: Settings, moment: datetime, url: str, api_key: str
 ) -> ImportReport:
     with db.session() as session:
         state = session.get(FeedState, "nvd")
         since = state.last_sync if state is not None else None
-    pages_dir = cache_dir / "nvd"
+    pages_dir = cfg.feed_cache_dir / "nvd"
     pages_dir.mkdir(parents=True, exist_ok=True)
     for old in pages_dir.glob("nvd-page-*.json"):
         old.unlink()
+    limits = inflate_limits(cfg)
     pages = fetch_nvd_pages(
-        NvdOptions(api_url=url, api_key=api_key, since=since), now=moment, cache_dir=pages_dir
+        NvdOptions(api_url=url, api_key=api_key, since=since),
+        now=moment,
+        cache_dir=pages_dir,
+        limits=limits,
     )
-    report = import_files(db, pages, now=moment, kind="nvd")
+    # An incremental window with no changed CVE is a page of none: not an error here.
+    report = import_files(db, pages, now=moment, kind="nvd", limits=limits, allow_empty=True)
     with db.session() as session:
         state = session.get(FeedState, "nvd")
         if state is not None:
@@ -315,14 +343,42 @@ def _age(moment: datetime, then: datetime | None) -> str:
     return f"{seconds // 86400} d"
 
 
+def stored_records(session: Session, states: list[FeedState]) -> dict[str, int]:
+    """How many records each feed holds in the store now (not just its last import).
+
+    Advisories count for the feed that last imported them; KEV and EPSS are replaced
+    whole, so their stored entries are theirs; NVD and CVE JSON 5 count the CVEs that
+    hold a score from them.
+    """
+    advisories = count_by_feed(session)
+    intel = intel_counts(session)
+    cvss = cvss_counts_by_origin(session) if any(s.kind in ("nvd", "cve5") for s in states) else {}
+    by_kind = {"kev": intel["kev"], "epss": intel["epss"], **cvss}
+    return {s.name: by_kind.get(s.kind, advisories.get(s.name, 0)) for s in states}
+
+
+def _last_import_text(state: FeedState) -> str:
+    if state.last_import is None:
+        return ""
+    changes = state.meta.get("last_import") if isinstance(state.meta, dict) else None
+    text = f"{state.last_import:%Y-%m-%d %H:%M}: {state.records} records"
+    if isinstance(changes, dict) and any(changes.get(k) for k in ("added", "updated", "unchanged")):
+        text += (
+            f" ({changes.get('added', 0)} added, {changes.get('updated', 0)} updated, "
+            f"{changes.get('unchanged', 0)} unchanged)"
+        )
+    return text
+
+
 @app.command("status")
 def status_command(
     as_json: bool = typer.Option(False, "--json", help="Print the status as JSON."),
 ) -> int:
-    """List imported feeds with record counts, last import/sync and age."""
+    """List feeds with the records stored, what the last import held, and their age."""
     moment = now()
     with database() as db, db.session() as session:
         states = list(session.scalars(select(FeedState).order_by(FeedState.name)))
+        stored = stored_records(session, states)
         by_source = count_advisories(session)
         intel = intel_counts(session)
     feeds = []
@@ -333,7 +389,8 @@ def status_command(
                 "feed": s.name,
                 "kind": s.kind,
                 "source": s.source,
-                "records": s.records,
+                "records": stored[s.name],
+                "last_import_records": s.records,
                 "last_import": s.last_import.isoformat() if s.last_import else None,
                 "last_sync": s.last_sync.isoformat() if s.last_sync else None,
                 "age_seconds": int((moment - seen).total_seconds()) if seen else None,
@@ -358,13 +415,13 @@ def status_command(
         )
         return EXIT_OK
     table = Table(title="Feeds", title_justify="left")
-    for column in ("Feed", "Records", "Last import", "Last sync", "Age", "Source"):
+    for column in ("Feed", "Stored", "Last import", "Last sync", "Age", "Source"):
         table.add_column(column, overflow="fold")
     for s in states:
         table.add_row(
             escape(s.name),
-            str(s.records),
-            s.last_import.strftime("%Y-%m-%d %H:%M") if s.last_import else "",
+            f"{stored[s.name]:,}",
+            _last_import_text(s),
             s.last_sync.strftime("%Y-%m-%d %H:%M") if s.last_sync else "",
             _age(moment, s.last_sync or s.last_import),
             escape(s.source),
@@ -372,7 +429,7 @@ def status_command(
     console.print(table)
     console.print(
         "advisories: "
-        + ", ".join(f"{k} {v}" for k, v in sorted(by_source.items()))
+        + ", ".join(f"{escape(k)} {v}" for k, v in sorted(by_source.items()))
         + f"   CVEs with CVSS {intel['cvss']}, EPSS {intel['epss']}, KEV {intel['kev']}",
         highlight=False,
     )

@@ -8,6 +8,7 @@ from enum import StrEnum
 from pathlib import Path
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -27,13 +28,14 @@ from patchwarden.core import ecosystems
 from patchwarden.core.errors import ValidationFailed
 from patchwarden.core.model import PRIORITIES, Inventory
 from patchwarden.reports.scan import (
+    Coverage,
     HostReport,
     host_report,
     report_to_csv,
     report_to_json,
     summary_counts,
+    uncovered,
 )
-from patchwarden.store.advisories import count_advisories
 from patchwarden.store.findings import refresh_findings
 from patchwarden.store.inventory import record_inventory
 
@@ -129,7 +131,6 @@ def scan(
         )
     moment = now()
     with database() as db, db.session() as session:
-        advisories = sum(count_advisories(session).values())
         asset_id, _changed = record_inventory(
             session,
             inv,
@@ -146,12 +147,9 @@ def scan(
             package_count=len(inv.packages),
             problems=[*inv.problems, *refreshed.problems],
         )
-    if advisories == 0:
-        stderr().print(
-            "[bold yellow]No vulnerability data imported yet[/]: every package looks clean "
-            "until you run [bold]patchwarden feeds sync[/] (or feeds import FILE).",
-            highlight=False,
-        )
+    if output is not OutputFormat.table:
+        # The table says it in place of the findings; JSON also has it in "coverage".
+        _print_coverage(stderr(), uncovered(report.coverage))
     if output is OutputFormat.json:
         print_json(report_to_json(report))
     elif output is OutputFormat.csv:
@@ -167,6 +165,17 @@ def scan(
 
 def _renamed(inv: Inventory, hostname: str) -> Inventory:
     return replace(inv, hostname=hostname)
+
+
+def _print_coverage(console: Console, missing: list[Coverage]) -> None:
+    """Say which ecosystems were not checked because no loaded advisory covers them."""
+    for item in missing:
+        console.print(
+            f"[bold yellow]Not checked:[/] no loaded advisory covers {escape(item.ecosystem)} "
+            f"({item.packages} packages); {escape(item.hint)}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 _PRIORITY_STYLE = {"P1": "bold red", "P2": "red", "P3": "yellow", "P4": "cyan"}
@@ -193,8 +202,13 @@ def _print_table(report: HostReport, limit: int) -> None:
         console.print(f"[yellow]note:[/] {escape(problem)}", highlight=False)
     if len(report.problems) > 10:
         console.print(f"[yellow]note:[/] … {len(report.problems) - 10} more", highlight=False)
+    missing = uncovered(report.coverage)
+    _print_coverage(console, missing)
     if not report.findings:
-        console.print("[green]No open findings.[/]")
+        if not missing:
+            console.print("[green]No open findings.[/]")
+        elif len(missing) < len(report.coverage):
+            console.print("No open findings among the packages the loaded advisories cover.")
         return
     today = report.generated_at.date()
     fixable = [f for f in report.findings if f.fixed_version is not None]

@@ -17,7 +17,7 @@ from rich.markup import escape
 from sqlalchemy import func, select
 
 from patchwarden.cli.common import now, settings, stderr, stdout
-from patchwarden.cli.feeds import default_osv_ecosystems
+from patchwarden.cli.feeds import default_osv_ecosystems, inflate_limits
 from patchwarden.cli.local_agent import start_local_agent
 from patchwarden.core.errors import ConfigError, PatchwardenError
 from patchwarden.feeds.sync import EpssFeed, FeedSource, KevFeed, OsvFeed, sync
@@ -171,6 +171,7 @@ def _initial_feeds(db: Database, cfg: Settings) -> str:
             now=now(),
             mirror=cfg.feeds_mirror or None,
             timeout=30.0,
+            limits=inflate_limits(cfg),
         )
     except PatchwardenError as exc:
         return f"feed sync failed: {exc}"

@@ -9,11 +9,16 @@ Mirror layout (``--source``): the same relative paths under one base, for exampl
 ``<base>/osv/PyPI/all.zip``, ``<base>/kev/known_exploited_vulnerabilities.json``,
 ``<base>/epss/epss_scores-current.csv.gz``, ``<base>/debian/json``,
 ``<base>/alpine/v3.20/main.json``. A directory or ``file://`` URL works the same.
+
+Decompression is bounded (``feeds.inflate``): a download the server compresses
+(``Content-Encoding``) is counted as it is decoded, and the files are inflated within
+the same budget when they are parsed.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import tempfile
@@ -22,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -31,6 +36,7 @@ import orjson
 from patchwarden.core.errors import FeedError
 from patchwarden.feeds.formats.detect import parse_path
 from patchwarden.feeds.importer import ImportReport, import_parsed
+from patchwarden.feeds.inflate import DEFAULT_LIMITS, GzipInflater, InflateBudget, InflateLimits
 from patchwarden.feeds.parsed import ParsedFeed
 from patchwarden.store.db import Database
 from patchwarden.store.models import FeedState
@@ -169,6 +175,42 @@ def _local_path(base: str) -> Path:
     return Path(base.removeprefix("file://"))
 
 
+#: Compressed bodies are decoded here, within the bounds, never by httpx (which inflates
+#: each network chunk whole): only gzip is asked for.
+_REQUEST_HEADERS = {"Accept-Encoding": "gzip"}
+
+
+def _receive(
+    response: httpx.Response,
+    out: BinaryIO,
+    source: str,
+    budget: InflateBudget,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Write ``response``'s body to ``out``, decoding a gzip ``Content-Encoding`` within
+    ``budget``'s bounds; ``progress`` gets the bytes received so far."""
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    inflater = None
+    if encoding in ("gzip", "x-gzip"):
+        inflater = GzipInflater(budget.member(source))
+    elif encoding not in ("", "identity"):
+        raise FeedError(
+            f"the server sent an unsupported Content-Encoding {encoding!r}",
+            source=source,
+            hint="the mirror must serve files plain or gzip-encoded",
+        )
+    for raw in response.iter_raw(1 << 16):
+        if inflater is None:
+            out.write(raw)
+        else:
+            for piece in inflater.feed(raw):
+                out.write(piece)
+        if progress is not None:
+            progress(response.num_bytes_downloaded)
+    if inflater is not None:
+        inflater.close()
+
+
 def _fetch(
     client: httpx.Client,
     url: str,
@@ -177,10 +219,14 @@ def _fetch(
     state: FeedState | None,
     label: str,
     progress: Progress | None,
+    budget: InflateBudget,
     headers: dict[str, str] | None = None,
 ) -> tuple[bool, str, str, int]:
-    """GET ``url`` into ``target``; returns (modified, etag, last_modified, bytes)."""
-    request_headers = dict(headers or {})
+    """GET ``url`` into ``target``; returns (modified, etag, last_modified, bytes).
+
+    A body the server compressed is decoded within ``budget``'s bounds.
+    """
+    request_headers = {**_REQUEST_HEADERS, **(headers or {})}
     if state is not None and target.exists():
         if state.etag:
             request_headers["If-None-Match"] = state.etag
@@ -198,18 +244,25 @@ def _fetch(
                 )
             total_header = response.headers.get("Content-Length")
             total = int(total_header) if total_header and total_header.isdigit() else None
-            done = 0
             fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".download-")
-            with os.fdopen(fd, "wb") as out:
-                for chunk in response.iter_bytes(1 << 16):
-                    out.write(chunk)
-                    done += len(chunk)
-                    if progress is not None:
-                        progress(label, done, total)
-            if total is not None and done != total:
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    _receive(
+                        response,
+                        out,
+                        url,
+                        budget,
+                        None if progress is None else lambda n: progress(label, n, total),
+                    )
+            except BaseException:
+                os.unlink(tmp_name)
+                raise
+            # Content-Length counts the bytes on the wire, before any decoding.
+            received = response.num_bytes_downloaded
+            if total is not None and received != total:
                 os.unlink(tmp_name)
                 raise FeedError(
-                    f"truncated download: got {done} of {total} bytes",
+                    f"truncated download: got {received} of {total} bytes",
                     source=url,
                     hint="the connection dropped; run the sync again",
                 )
@@ -218,7 +271,7 @@ def _fetch(
                 True,
                 response.headers.get("ETag", ""),
                 response.headers.get("Last-Modified", ""),
-                done,
+                received,
             )
     except httpx.HTTPError as exc:
         raise FeedError(
@@ -238,11 +291,17 @@ def sync(
     progress: Progress | None = None,
     timeout: float = 60.0,
     force: bool = False,
+    limits: InflateLimits = DEFAULT_LIMITS,
 ) -> SyncReport:
-    """Download (conditionally), verify and import ``sources``; see the module doc."""
+    """Download (conditionally), verify and import ``sources``; see the module doc.
+
+    Everything the sync decompresses counts against one budget of ``limits``.
+    """
     cache_dir.mkdir(parents=True, exist_ok=True)
     report = SyncReport()
+    budget = InflateBudget(limits)
     parsed: list[ParsedFeed] = []
+    names: list[str] = []
     state_updates: dict[str, tuple[str, str, str]] = {}
     with database.session() as session:
         states = {s.name: s for s in session.query(FeedState).all()}
@@ -270,7 +329,13 @@ def sync(
                             else item.official_url
                         )
                         modified, etag, last_mod, size = _fetch(
-                            client, url, target, state=state, label=source.name, progress=progress
+                            client,
+                            url,
+                            target,
+                            state=state,
+                            label=source.name,
+                            progress=progress,
+                            budget=budget,
                         )
                     if not modified:
                         report.outcomes.append(SyncOutcome(source.name, "not-modified"))
@@ -281,15 +346,16 @@ def sync(
                         )
                         continue
                     digest = hashlib.sha256(target.read_bytes()).hexdigest()
-                    feed = parse_path(target, item.kind, now=now)
+                    feed = parse_path(target, item.kind, now=now, budget=budget)
                     parsed.append(feed)
+                    names.append(source.name)
                     state_updates[source.name] = (etag, last_mod, digest)
                     report.outcomes.append(SyncOutcome(source.name, "updated", bytes=size))
                 except FeedError as exc:
                     report.outcomes.append(SyncOutcome(source.name, "failed", str(exc)))
     if any(o.status == "failed" for o in report.outcomes):
         return report  # nothing imported: all-or-nothing
-    report.imported = import_parsed(database, parsed, now=now)
+    report.imported = import_parsed(database, parsed, now=now, names=names)
     with database.session() as session:
         for name, (etag, last_mod, digest) in state_updates.items():
             state = session.get(FeedState, name)
@@ -323,15 +389,18 @@ def fetch_nvd_pages(
     cache_dir: Path,
     progress: Progress | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    limits: InflateLimits = DEFAULT_LIMITS,
 ) -> list[Path]:
     """Download NVD pages (respecting the public rate limits) into ``cache_dir``.
 
     Without an API key NVD allows 5 requests per rolling 30 s, with one 50; the pause
     between requests keeps under that. Incremental windows are capped at 120 days as
-    the API requires; a longer gap is split into several windows.
+    the API requires; a longer gap is split into several windows. Compressed pages
+    are decoded within one budget of ``limits``.
     """
     pause = 0.6 if options.api_key else 6.0
-    headers = {"apiKey": options.api_key} if options.api_key else {}
+    headers = {**_REQUEST_HEADERS, **({"apiKey": options.api_key} if options.api_key else {})}
+    budget = InflateBudget(limits)
     windows: list[tuple[datetime, datetime] | None] = [None]
     if options.since is not None:
         windows = []
@@ -357,22 +426,24 @@ def fetch_nvd_pages(
                     sleep(pause)
                 first = False
                 url = f"{options.api_url}?{urlencode(params)}"
+                content = io.BytesIO()
                 try:
-                    response = client.get(url)
+                    with client.stream("GET", url) as response:
+                        if response.status_code != 200:
+                            raise FeedError(
+                                f"NVD answered HTTP {response.status_code}",
+                                source=url,
+                                hint="NVD rate-limits clients without an API key; retry "
+                                "later or set PATCHWARDEN_NVD_API_KEY",
+                            )
+                        _receive(response, content, url, budget)
                 except httpx.HTTPError as exc:
                     raise FeedError(f"NVD request failed: {exc}", source=url) from exc
-                if response.status_code != 200:
-                    raise FeedError(
-                        f"NVD answered HTTP {response.status_code}",
-                        source=url,
-                        hint="NVD rate-limits clients without an API key; retry later or "
-                        "set PATCHWARDEN_NVD_API_KEY",
-                    )
                 target = cache_dir / f"nvd-page-{len(pages):05d}.json"
-                target.write_bytes(response.content)
+                target.write_bytes(content.getvalue())
                 pages.append(target)
                 try:
-                    body = orjson.loads(response.content)
+                    body = orjson.loads(content.getvalue())
                     total = int(body.get("totalResults", 0))
                     got = len(body.get("vulnerabilities", []))
                 except (orjson.JSONDecodeError, TypeError, ValueError) as exc:

@@ -8,20 +8,29 @@ from __future__ import annotations
 
 import csv
 import io
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from patchwarden.core import risk
+from patchwarden.core import ecosystems, risk
 from patchwarden.core.model import RiskScore
 from patchwarden.core.remediation import FindingView, Upgrade, plan
 from patchwarden.store.findings import threats_for
 from patchwarden.store.inventory import asset_context, get_asset
-from patchwarden.store.models import AdvisoryRow, FindingRow, PackageRow, PackageVuln
+from patchwarden.store.models import (
+    AdvisoryRow,
+    AffectedRangeRow,
+    AffectedVersionRow,
+    AssetPackage,
+    FindingRow,
+    PackageRow,
+    PackageVuln,
+)
 
 OPEN_STATES = ("open",)
 
@@ -54,6 +63,78 @@ class FindingDetail:
         return self.state == "open" and self.due_date is not None and self.due_date < today
 
 
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """Whether any loaded advisory covers one ecosystem of a host's packages.
+
+    An advisory covers an ecosystem as matching applies it (``ecosystems.applies_to``):
+    its own ecosystem, or the release-less base (``Debian`` covers ``Debian:12``, while
+    ``Debian:11`` does not). Packages of an uncovered ecosystem were not checked at all,
+    so "no findings" says nothing about them.
+    """
+
+    ecosystem: str
+    packages: int
+    covered: bool
+
+    @property
+    def hint(self) -> str:
+        """What to load so that the ecosystem is covered ("" when it is)."""
+        if self.covered:
+            return ""
+        if not ecosystems.is_supported(self.ecosystem):
+            return f"patchwarden has no version ordering for {self.ecosystem}"
+        return (
+            f"load one with: patchwarden feeds sync --ecosystem {shlex.quote(self.ecosystem)} "
+            "(or patchwarden feeds import an OSV file for it)"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented JSON form (``scan --format json``, the asset API)."""
+        return {
+            "ecosystem": self.ecosystem,
+            "packages": self.packages,
+            "covered": self.covered,
+            "hint": self.hint or None,
+        }
+
+
+def ecosystem_coverage(session: Session, asset_id: int) -> list[Coverage]:
+    """Coverage of every ecosystem among the asset's packages, by ecosystem name."""
+    counts = session.execute(
+        select(PackageRow.ecosystem, func.count())
+        .join(AssetPackage, AssetPackage.package_id == PackageRow.id)
+        .where(AssetPackage.asset_id == asset_id)
+        .group_by(PackageRow.ecosystem)
+        .order_by(PackageRow.ecosystem)
+    ).tuples()
+    return [
+        Coverage(ecosystem, packages, _covered(session, ecosystem))
+        for ecosystem, packages in counts
+    ]
+
+
+def _covered(session: Session, ecosystem: str) -> bool:
+    if not ecosystems.is_supported(ecosystem):
+        return False
+    base = ecosystems.split(ecosystem)[0]
+    # Only these two advisory ecosystems can apply; the (ecosystem, name) indexes
+    # answer each probe without a scan.
+    candidates = [
+        e for e in dict.fromkeys((ecosystem, base)) if ecosystems.applies_to(e, ecosystem)
+    ]
+    for model in (AffectedRangeRow, AffectedVersionRow):
+        probe = select(model.advisory_id).where(model.ecosystem.in_(candidates)).limit(1)
+        if session.scalar(probe) is not None:
+            return True
+    return False
+
+
+def uncovered(coverage: Sequence[Coverage]) -> list[Coverage]:
+    """The ecosystems no loaded advisory covers."""
+    return [c for c in coverage if not c.covered]
+
+
 @dataclass
 class HostReport:
     """What ``patchwarden scan`` shows for one host."""
@@ -71,6 +152,7 @@ class HostReport:
     remediation: tuple[Upgrade, ...]
     unfixed: list[FindingDetail]
     problems: list[str] = field(default_factory=list)
+    coverage: list[Coverage] = field(default_factory=list)
 
 
 def host_report(
@@ -188,6 +270,7 @@ def host_report(
         remediation=remediation,
         unfixed=[d for d in details if d.fixed_version is None],
         problems=list(problems),
+        coverage=ecosystem_coverage(session, asset_id),
     )
 
 
@@ -249,6 +332,7 @@ def report_to_json(report: HostReport) -> dict[str, Any]:
         ],
         "unfixed": [finding_to_json(d) for d in report.unfixed],
         "problems": report.problems,
+        "coverage": [c.to_json() for c in report.coverage],
     }
 
 

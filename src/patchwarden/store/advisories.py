@@ -392,3 +392,19 @@ def count_advisories(session: Session) -> dict[str, int]:
     """Advisory counts per source feed."""
     rows = session.execute(select(AdvisoryRow.source, func.count()).group_by(AdvisoryRow.source))
     return dict(rows.tuples().all())
+
+
+def assign_feed(session: Session, ext_ids: Iterable[str], feed: str) -> None:
+    """Record ``feed`` as the feed that last imported these advisories."""
+    for batch in chunks(sorted(set(ext_ids))):
+        session.execute(
+            update(AdvisoryRow)
+            .where(one_of(session, AdvisoryRow.ext_id, batch), AdvisoryRow.feed != feed)
+            .values(feed=feed)
+        )
+
+
+def count_by_feed(session: Session) -> dict[str, int]:
+    """Stored advisories per feed-state name (``assign_feed``)."""
+    rows = session.execute(select(AdvisoryRow.feed, func.count()).group_by(AdvisoryRow.feed))
+    return dict(rows.tuples().all())

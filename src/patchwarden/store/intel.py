@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Text, cast, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -217,3 +217,22 @@ def intel_counts(session: Session) -> dict[str, Any]:
     )
     epss_date: date | None = session.scalar(select(func.max(VulnIntelRow.epss_date)))
     return {"cvss": cvss or 0, "epss": epss or 0, "kev": kev or 0, "epss_date": epss_date}
+
+
+def cvss_counts_by_origin(session: Session) -> dict[str, int]:
+    """CVEs holding a CVSS score from NVD (``nvd``) and from CVE JSON 5 (``cve5``).
+
+    Score sources are ``nvd``/``nvd-secondary:…`` and ``cna``/``adp:…``; they are
+    matched in the stored JSON text, which reads the same on SQLite and PostgreSQL.
+    """
+    text = cast(VulnIntelRow.cvss, Text)
+    patterns = {"nvd": ['%"nvd%'], "cve5": ['%"cna"%', '%"adp:%']}
+    return {
+        origin: session.scalar(
+            select(func.count())
+            .select_from(VulnIntelRow)
+            .where(or_(*(text.like(pattern) for pattern in likes)))
+        )
+        or 0
+        for origin, likes in patterns.items()
+    }

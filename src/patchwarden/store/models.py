@@ -100,6 +100,8 @@ class AdvisoryRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ext_id: Mapped[str] = mapped_column(String(200), unique=True)
     source: Mapped[str] = mapped_column(String(40), index=True)
+    # The feed-state name of the import that last carried it (``feeds status`` counts).
+    feed: Mapped[str] = mapped_column(String(200), default="", index=True)
     aliases: Mapped[list[Any]] = mapped_column(default=list)
     related: Mapped[list[Any]] = mapped_column(default=list)
     summary: Mapped[str] = mapped_column(Text, default="")

@@ -6,9 +6,7 @@ value of the wrong type becomes a ``FeedError`` with its location, never a TypeE
 
 from __future__ import annotations
 
-import gzip
 import re
-import zlib
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -21,7 +19,6 @@ from patchwarden.core.errors import FeedError, ValidationFailed
 
 H = TypeVar("H", bound=Hashable)
 
-GZIP_MAGIC = b"\x1f\x8b"
 CVE_ID = re.compile(r"CVE-\d{4}-\d{4,}")
 
 _REDOWNLOAD = "the file may be truncated or corrupt; download it again"
@@ -65,16 +62,6 @@ def type_name(value: object) -> str:
 
 
 # --------------------------------------------------------------------------- decoding
-
-
-def gunzip_if_needed(data: bytes, source: str) -> bytes:
-    """``data`` decompressed when it is gzip, else unchanged."""
-    if not data.startswith(GZIP_MAGIC):
-        return data
-    try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise FeedError(f"corrupt gzip data: {exc}", source=source, hint=_REDOWNLOAD) from exc
 
 
 def load_json(data: bytes, source: str, *, expected: str, record: str | None = None) -> object:

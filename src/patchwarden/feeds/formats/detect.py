@@ -1,10 +1,11 @@
 """Recognise a feed file's format from its content, and parse it with the right parser.
 
 Detection looks at content, never at file names alone: zip (OSV ``all.zip``), gzip
-(unwrapped first), JSON by its top-level keys (KEV ``catalogVersion``, NVD
-``resultsPerPage``, CVE JSON 5 ``cveMetadata``, secdb ``distroversion``, the tracker's
-package → CVE → ``releases`` nesting, OSV ``id``), JSON Lines, the DSA/DLA list header
-shape, the EPSS comment line or header, and YAML (OSV record or secdb).
+(unwrapped first, once, within the bounds of ``feeds.inflate``), JSON by its top-level
+keys (KEV ``catalogVersion``, NVD ``resultsPerPage``, CVE JSON 5 ``cveMetadata``, secdb
+``distroversion``, the tracker's package → CVE → ``releases`` nesting, OSV ``id``), JSON
+Lines, the DSA/DLA list header shape, the EPSS comment line or header, and YAML (OSV
+record or secdb).
 
 A folder is read as one feed: every ``.json`` / ``.jsonl`` / ``.yaml`` / ``.yml`` file
 below it (hidden paths skipped), in sorted order, all of the kind detected for the
@@ -23,65 +24,77 @@ from patchwarden.core.errors import FeedError
 from patchwarden.feeds.formats import alpine, cve5, debian, epss, kev, nvd, osv
 from patchwarden.feeds.formats._common import (
     Where,
-    gunzip_if_needed,
     load_yaml,
     require_aware,
     type_name,
 )
+from patchwarden.feeds.inflate import DEFAULT_LIMITS, InflateBudget, InflateLimits
 from patchwarden.feeds.parsed import FEED_KINDS, FeedKind, ParsedFeed, combine
 
 FOLDER_SUFFIXES = (".json", ".jsonl", ".yaml", ".yml")
 _KIND_HINT = f"pass the kind explicitly, one of: {', '.join(FEED_KINDS)}"
 
 
-def detect_format(path: Path) -> FeedKind:
+def detect_format(path: Path, *, limits: InflateLimits = DEFAULT_LIMITS) -> FeedKind:
     """The feed kind of a file or folder, recognised from its content.
 
     Raises ``FeedError`` when the content matches no known format (or is unreadable).
     """
     if path.is_dir():
-        return detect_bytes(*_read(_folder_files(path)[0]))
-    return detect_bytes(*_read(path))
+        return detect_bytes(*_read(_folder_files(path)[0]), limits=limits)
+    return detect_bytes(*_read(path), limits=limits)
 
 
-def detect_bytes(data: bytes, source: str) -> FeedKind:
+def detect_bytes(data: bytes, source: str, *, limits: InflateLimits = DEFAULT_LIMITS) -> FeedKind:
     """The feed kind of in-memory content; ``source`` is used in messages."""
-    return _sniff(data, source)[0]
+    return _sniff(InflateBudget(limits).gunzip(data, source), source)[0]
 
 
-def parse_path(path: Path, kind: str | None = None, *, now: datetime) -> ParsedFeed:
+def parse_path(
+    path: Path, kind: str | None = None, *, now: datetime, budget: InflateBudget | None = None
+) -> ParsedFeed:
     """Parse a feed file or folder; ``kind`` forces the format instead of detecting it.
 
     ``now`` stands in for the ``modified`` time of formats that have none (Debian
     tracker and lists, Alpine secdb). Wrong-format input raises ``FeedError`` saying
-    what was expected and what was found.
+    what was expected and what was found. Compressed content is inflated within
+    ``budget`` (one per import or sync; the default limits when none is given).
     """
     require_aware(now)
     forced = _checked_kind(kind)
+    budget = budget or InflateBudget()
     if not path.is_dir():
-        return parse_bytes(*_read(path), forced, now=now)
+        return parse_bytes(*_read(path), forced, now=now, budget=budget)
     files = _folder_files(path)
-    folder_kind = forced or detect_bytes(*_read(files[0]))
+    folder_kind = forced or detect_bytes(*_read(files[0]), limits=budget.limits)
     if folder_kind == "alpine-secdb":
         return alpine.parse_alpine_secdbs(
             (_read(file) for file in files), source=str(path), now=now
         )
-    parts = [parse_bytes(*_read(file), folder_kind, now=now) for file in files]
+    parts = [parse_bytes(*_read(file), folder_kind, now=now, budget=budget) for file in files]
     return combine(folder_kind, str(path), parts)
 
 
-def parse_bytes(data: bytes, source: str, kind: str | None = None, *, now: datetime) -> ParsedFeed:
+def parse_bytes(
+    data: bytes,
+    source: str,
+    kind: str | None = None,
+    *,
+    now: datetime,
+    budget: InflateBudget | None = None,
+) -> ParsedFeed:
     """Parse in-memory feed content (a download, a zip member) like ``parse_path``."""
     require_aware(now)
     forced = _checked_kind(kind)
-    data = gunzip_if_needed(data, source)
+    budget = budget or InflateBudget()
+    data = budget.gunzip(data, source)
     if forced is None:
         detected, decoded = _sniff(data, source)
         if decoded is not None:
-            return _from_decoded(detected, decoded, data, source, now)
-        return _parse_as(detected, data, source, now)
+            return _from_decoded(detected, decoded, data, source, now=now, budget=budget)
+        return _parse_as(detected, data, source, now, budget)
     try:
-        return _parse_as(forced, data, source, now)
+        return _parse_as(forced, data, source, now, budget)
     except FeedError as exc:
         found = _detect_or_none(data, source)
         if found is None or found == forced:
@@ -98,7 +111,7 @@ def parse_bytes(data: bytes, source: str, kind: str | None = None, *, now: datet
 
 def _detect_or_none(data: bytes, source: str) -> FeedKind | None:
     try:
-        return detect_bytes(data, source)
+        return _sniff(data, source)[0]
     except FeedError:
         return None
 
@@ -136,9 +149,11 @@ def _folder_files(folder: Path) -> list[Path]:
     return files
 
 
-def _parse_as(kind: FeedKind, data: bytes, source: str, now: datetime) -> ParsedFeed:
+def _parse_as(
+    kind: FeedKind, data: bytes, source: str, now: datetime, budget: InflateBudget
+) -> ParsedFeed:
     parsers: dict[FeedKind, Callable[[bytes, str], ParsedFeed]] = {
-        "osv": osv.parse_osv,
+        "osv": lambda d, s: osv.parse_osv(d, s, budget),
         "nvd": nvd.parse_nvd,
         "cve5": cve5.parse_cve5,
         "kev": kev.parse_kev,
@@ -152,7 +167,13 @@ def _parse_as(kind: FeedKind, data: bytes, source: str, now: datetime) -> Parsed
 
 
 def _from_decoded(
-    kind: FeedKind, decoded: object, data: bytes, source: str, now: datetime
+    kind: FeedKind,
+    decoded: object,
+    data: bytes,
+    source: str,
+    *,
+    now: datetime,
+    budget: InflateBudget,
 ) -> ParsedFeed:
     # Reuse the JSON/YAML decoded while sniffing instead of decoding a big file twice.
     if kind == "osv":
@@ -165,12 +186,12 @@ def _from_decoded(
         return kev.kev_feed(decoded, source)
     if kind == "debian-tracker":
         return debian.debian_tracker_feed(decoded, source, now=now)
-    return _parse_as(kind, data, source, now)
+    return _parse_as(kind, data, source, now, budget)
 
 
 def _sniff(data: bytes, source: str) -> tuple[FeedKind, object | None]:
-    """The kind of ``data``, and its decoded JSON/YAML when decoding was needed."""
-    data = gunzip_if_needed(data, source)
+    """The kind of already unwrapped ``data``, and its decoded JSON/YAML when decoding
+    was needed."""
     if data.startswith(osv.ZIP_MAGIC):
         return "osv", None
     body = data.lstrip(b"\xef\xbb\xbf \t\r\n")

@@ -1,4 +1,5 @@
-"""FIRST EPSS score CSV (plain or gzip) to ``(CVE id, EpssScore)`` pairs.
+"""FIRST EPSS score CSV to ``(CVE id, EpssScore)`` pairs (``detect`` unwraps the gzip
+file FIRST publishes, within the decompression bounds).
 
 The file starts ``#model_version:v2023.03.01,score_date:2025-02-20T00:00:00+0000``, then
 the header ``cve,epss,percentile``, then one row per CVE. The first line is required:
@@ -11,7 +12,7 @@ from __future__ import annotations
 from datetime import date
 
 from patchwarden.core.model import EpssScore
-from patchwarden.feeds.formats._common import CVE_ID, Where, decode_text, gunzip_if_needed
+from patchwarden.feeds.formats._common import CVE_ID, Where, decode_text
 from patchwarden.feeds.parsed import ParsedFeed
 
 HEADER = "cve,epss,percentile"
@@ -23,7 +24,7 @@ _FIRST_LINE_HINT = (
 
 def parse_epss(data: bytes, source: str) -> ParsedFeed:
     """Parse an EPSS CSV; ``meta`` keeps model_version and score_date as written."""
-    lines = decode_text(gunzip_if_needed(data, source), source).splitlines()
+    lines = decode_text(data, source).splitlines()
     meta, score_date = _first_line(lines[0] if lines else "", source)
     if len(lines) < 2 or lines[1].strip() != HEADER:
         found = lines[1].strip() if len(lines) > 1 else "end of file"

@@ -30,7 +30,6 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-import zlib
 from collections.abc import Iterable, Mapping
 
 from patchwarden.core.errors import FeedError
@@ -58,6 +57,7 @@ from patchwarden.feeds.formats._common import (
     type_name,
     unique,
 )
+from patchwarden.feeds.inflate import InflateBudget
 from patchwarden.feeds.parsed import ParsedFeed
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
@@ -74,15 +74,16 @@ _EVENT_HINT = (
 # ------------------------------------------------------------------------- containers
 
 
-def parse_osv(data: bytes, source: str) -> ParsedFeed:
+def parse_osv(data: bytes, source: str, budget: InflateBudget | None = None) -> ParsedFeed:
     """Parse OSV data in any accepted container, recognised from its content.
 
-    A zip is read as osv.dev's ``all.zip``; several JSON objects one per line (or a
+    A zip is read as osv.dev's ``all.zip`` (inflated within ``budget``'s bounds, the
+    default limits when none is given); several JSON objects one per line (or a
     ``.jsonl`` name) as JSON Lines; other content starting with ``{`` or ``[`` as one
     record or a list of records; anything else as a YAML record.
     """
     if data.startswith(ZIP_MAGIC):
-        return parse_osv_zip(data, source)
+        return parse_osv_zip(data, source, budget)
     body = data.lstrip(b"\xef\xbb\xbf \t\r\n")
     if source.endswith(".jsonl") or looks_like_json_lines(body):
         return parse_osv_jsonl(data, source)
@@ -113,14 +114,15 @@ def parse_osv_jsonl(data: bytes, source: str) -> ParsedFeed:
     return _feed(source, advisories)
 
 
-def parse_osv_zip(data: bytes, source: str) -> ParsedFeed:
+def parse_osv_zip(data: bytes, source: str, budget: InflateBudget | None = None) -> ParsedFeed:
     """osv.dev's ``all.zip``: one ``<ID>.json`` record per member.
 
     Members that are not ``.json`` files are skipped and counted in
-    ``meta["skipped_members"]``. A corrupt archive or member raises ``FeedError``.
+    ``meta["skipped_members"]``. Members are inflated within ``budget``'s bounds
+    (``feeds.inflate``). A corrupt archive or member raises ``FeedError``.
     """
+    budget = budget or InflateBudget()
     advisories: list[Advisory] = []
-    skipped = 0
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as exc:
@@ -130,21 +132,17 @@ def parse_osv_zip(data: bytes, source: str) -> ParsedFeed:
             hint="the download may be truncated; fetch all.zip again",
         ) from exc
     with archive:
-        for info in archive.infolist():
-            if info.is_dir():
-                continue
-            if not info.filename.endswith(".json"):
-                skipped += 1
-                continue
+        members = budget.zip_members(archive, source)
+        skipped = sum(1 for info in archive.infolist() if not info.is_dir()) - len(members)
+        if not members:
+            raise FeedError(
+                f"the zip archive holds no .json member ({skipped} other files)",
+                source=source,
+                hint="expected osv.dev's all.zip: one <ID>.json OSV record per member",
+            )
+        for info in members:
             member = f"{source}!{info.filename}"
-            try:
-                raw = archive.read(info)
-            except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-                raise FeedError(
-                    f"corrupt zip member ({exc})",
-                    source=member,
-                    hint="the download may be truncated; fetch all.zip again",
-                ) from exc
+            raw = budget.read_zip_member(archive, info, member)
             record = load_json(raw, member, expected=_EXPECTED)
             if isinstance(record, list):
                 raise FeedError(

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from patchwarden.core.errors import ValidationFailed
 from patchwarden.core.model import PRIORITIES
+from patchwarden.reports.scan import ecosystem_coverage
 from patchwarden.store import audit
 from patchwarden.store.audit import Actor
 from patchwarden.store.findings import refresh_findings
@@ -215,7 +216,12 @@ def list_assets(session: Session, f: AssetFilter, *, limit: int, offset: int, to
 
 
 def asset_detail(session: Session, asset_id: int, *, today: date) -> dict[str, Any]:
-    """One asset with counts, groups and agent state."""
+    """One asset with counts, groups, agent state and advisory coverage.
+
+    ``coverage`` lists the ecosystems of its packages and whether any loaded advisory
+    covers each (``reports.scan.Coverage``): no findings on an uncovered one means
+    "not checked", not "clean".
+    """
     asset = get_asset(session, asset_id)
     out = asset_json(asset, _open_counts(session, [asset.id], today)[asset.id])
     out["groups"] = [{"id": g.id, "name": g.name} for g in groups_of_asset(session, asset.id)]
@@ -238,6 +244,7 @@ def asset_detail(session: Session, asset_id: int, *, today: date) -> dict[str, A
             "version": credential.agent_version,
         }
     )
+    out["coverage"] = [c.to_json() for c in ecosystem_coverage(session, asset.id)]
     return out
 
 
