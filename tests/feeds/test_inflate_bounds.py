@@ -198,9 +198,10 @@ def run_cli_measured(
 
 
 @pytest.mark.timeout(300)
-def test_cli_refuses_bombs_with_one_line_and_bounded_memory(db_url: str, tmp_path: Path) -> None:
+def test_cli_refuses_bombs_with_one_line_and_bounded_memory(cli_env: str, tmp_path: Path) -> None:
     """1 GiB bombs: exit 2, one error line naming file, bound and setting; the process
     peaks far below the inflated size; the feed state of an earlier import is intact."""
+    db_url = cli_env  # signed in: PATCHWARDEN_TOKEN reaches the subprocess
     good = alma_zip(tmp_path / "alma.zip", 40)
     code, err, _ = run_cli_measured(tmp_path, db_url, "feeds", "import", str(good))
     assert code == 0, err
