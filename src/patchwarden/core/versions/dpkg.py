@@ -22,8 +22,9 @@ version holding a control character. dpkg's ``strtol`` would also take a sign in
 epoch (``+1:2``); patchwarden requires plain digits.
 
 The key writes each non-digit run through a table that puts ``~`` first, then a
-terminator standing for "end of this run", then letters, then the other characters in
-ASCII order; each digit run becomes an order-preserving number. The end of a part
+terminator standing for "end of this run", then letters, then non-ASCII bytes (two
+characters each: a marker and the byte), then the other characters in ASCII order;
+each digit run becomes an order-preserving number. The end of a part
 compares like an empty run, so it is written as the terminator too. Keys of pieces and
 of whole parts are remembered, since versions share most of them.
 """

@@ -29,9 +29,9 @@ extends to them and OSV's own matcher (osv-scanner's ``semantic`` package) reads
   identifiers may be empty.
 
 A version without a leading number (``""``, ``banana``, ``latest``, ``V1.2.3``), or one
-holding whitespace after its numbers or a control character, cannot be ordered and raises
-``InvalidVersion``. ``0`` (the OSV "since the beginning" marker) now reads as
-``0.0.0``; callers still handle OSV's ``introduced: "0"`` first.
+holding whitespace after its numbers or a control character, cannot be ordered and
+raises ``InvalidVersion``. ``0`` reads as ``0.0.0``; OSV's ``introduced: "0"`` ("since
+the beginning") is still the caller's to handle.
 """
 
 from __future__ import annotations
