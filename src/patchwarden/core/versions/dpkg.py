@@ -160,35 +160,33 @@ def _lax_split(version: str, stripped: str) -> tuple[str, str, str]:
     return epoch, upstream, revision
 
 
-def _canonical_split(stripped: str) -> tuple[str, str, str] | None:
-    """(epoch digits or "", upstream, revision or "") of a canonical version, else None."""
-    epoch, colon, rest = stripped.partition(":")
-    if not colon:
-        epoch, rest = "", stripped
-    elif not (epoch.isdigit() and epoch.isascii()) or (len(epoch) > 9 and _epoch_too_big(epoch)):
-        return None
-    upstream, hyphen, revision = rest.rpartition("-")
-    if not hyphen:
-        upstream, revision = rest, ""
-    if _VALID_REST.fullmatch(rest) is None or (hyphen and not revision) or (":" in revision):
-        return None
-    return epoch, upstream, revision
-
-
 def _split(version: str) -> tuple[str, str, str]:
     """Validate ``version``; return (epoch digits or "", upstream, revision or "")."""
     if len(version) > MAX_LENGTH:
         raise too_long(SCHEME, version)
     stripped = version.strip(_WHITESPACE)
-    parts = _canonical_split(stripped)
-    if parts is None:
+    epoch, colon, rest = stripped.partition(":")
+    if not colon:
+        epoch, rest = "", stripped
+    elif not (epoch.isdigit() and epoch.isascii()) or (len(epoch) > 9 and _epoch_too_big(epoch)):
         return _lax_split(version, stripped)
-    return parts
+    upstream, hyphen, revision = rest.rpartition("-")
+    if not hyphen:
+        upstream, revision = rest, ""
+    if _VALID_REST.fullmatch(rest) is None or (hyphen and not revision) or (":" in revision):
+        return _lax_split(version, stripped)
+    return epoch, upstream, revision
 
 
 def is_canonical(version: str) -> bool:
     """Whether ``version`` is one ``dpkg-deb`` accepts (see the module documentation)."""
-    return len(version) <= MAX_LENGTH and _canonical_split(version.strip(_WHITESPACE)) is not None
+    try:
+        _epoch, upstream, revision = _split(version)
+    except InvalidVersion:
+        return False
+    # What dpkg only warns about: the characters (and leading digit) of each part.
+    rest = f"{upstream}-{revision}" if revision else upstream
+    return _VALID_REST.fullmatch(rest) is not None and ":" not in revision
 
 
 def parse(version: str) -> DpkgVersion:
