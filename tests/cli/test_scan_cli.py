@@ -270,3 +270,68 @@ def test_scan_this_host_with_a_local_advisory_file(
     (finding,) = [f for f in report["findings"] if f["advisory_id"] == "TEST-LOCAL-1"]
     assert finding["installed_version"] == version
     assert finding["fixed_version"] == f"{version}+test1"
+
+
+def test_scan_orders_non_canonical_versions_and_reports_unorderable_ones(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A version outside apk's grammar is matched by its range; one no rule can order is
+    matched only by an explicit list, and the report says which and why."""
+    advisory = cli_env / "alpine.json"
+    advisory.write_text(
+        json.dumps(
+            {
+                "id": "TEST-APK-1",
+                "modified": "2026-01-01T00:00:00Z",
+                "affected": [
+                    {
+                        "package": {"ecosystem": "Alpine:v3.20", "name": name},
+                        "ranges": [
+                            {
+                                "type": "ECOSYSTEM",
+                                "events": [{"introduced": "0"}, {"fixed": fixed}],
+                            }
+                        ],
+                        "versions": listed,
+                    }
+                    for name, fixed, listed in (
+                        ("opensmtpd", "6.6.2p1-r0", []),  # as in the real secdb
+                        ("musl", "1.2.4-r1", ["snapshot"]),
+                        ("busybox", "1.36.1-r2", []),
+                    )
+                ],
+            }
+        )
+    )
+    assert cli(capsys, "feeds", "import", str(advisory))[0] == 0
+    installed = cli_env / "installed"
+    installed.write_text(
+        "P:opensmtpd\nV:6.6.1p1-r0\nA:x86_64\n\n"
+        "P:musl\nV:snapshot\nA:x86_64\n\n"
+        "P:busybox\nV:~dev\nA:x86_64\n\n"
+    )
+    code, out, _ = cli(
+        capsys,
+        "scan",
+        "--inventory",
+        str(installed),
+        "--ecosystem",
+        "Alpine:v3.20",
+        "--hostname",
+        "alpine1",
+        "--format",
+        "json",
+    )
+    assert code == 0
+    report = json.loads(out)
+    found = {f["package"]: f for f in report["findings"]}
+    assert set(found) == {"opensmtpd", "musl"}
+    assert (
+        "opensmtpd 6.6.1p1-r0 is in [introduced 0, fixed 6.6.2p1-r0)" in found["opensmtpd"]["why"]
+    )
+    assert "listed as an affected version" in found["musl"]["why"]
+    assert "cannot be ordered (does not start with a digit)" in found["musl"]["why"]
+    unorderable = [p for p in report["problems"] if "cannot be ordered" in p]
+    assert len(unorderable) == 2
+    assert any("busybox '~dev' (Alpine:v3.20)" in p and "TEST-APK-1" in p for p in unorderable)
+    assert any("musl 'snapshot' (Alpine:v3.20)" in p for p in unorderable)

@@ -148,3 +148,75 @@ def test_many_advisories_on_one_name_use_regions() -> None:
     found = index.match("Debian:12", "linux", "6.1.1500-1")
     assert len(found) == 2000 - 1501
     assert {m.advisory_id for m in found} == {f"CVE-{n}" for n in range(1501, 2000)}
+
+
+# --------------------------------------------- versions outside the canonical grammars
+
+
+@pytest.mark.parametrize(
+    ("ecosystem", "name", "fixed", "affected", "not_affected"),
+    [
+        # Real advisory data: Alpine secdb v3.11 (opensmtpd), PYSEC-2021-371 (binderhub).
+        ("Alpine:v3.11", "opensmtpd", "6.6.2p1-r0", "6.6.1p1-r0", "6.6.2p2-r0"),
+        ("Alpine:v3.11", "opensmtpd", "6.6.2p1-r0", "6.6.2p1-r", "6.6.2p1-r1"),
+        # pip's legacy ordering, as OSV's own PyPI ordering: a legacy version sorts
+        # below every PEP 440 one, so only legacy versions below the fix are affected.
+        ("PyPI", "binderhub", "0.2.0-n653", "0.2.0-n1", "0.1.0"),
+        ("AlmaLinux:9", "tool", "1.0-1", "1.0-", "1.0-1.el9"),  # an empty release
+        ("npm", "pkg", "1.2.3.4", "1.2.3", "1.2.3.5"),  # a fourth number
+        ("npm", "pkg", str(2**64) + ".0.0", str(2**53) + ".0.0", str(2**64) + ".0.1"),
+        ("Debian:12", "pkg", "1.0-1", "0.9_beta-1", "1.0_beta-1"),  # dpkg only warns
+    ],
+)
+def test_non_canonical_versions_are_matched_not_skipped(
+    ecosystem: str, name: str, fixed: str, affected: str, not_affected: str
+) -> None:
+    index = AdvisoryIndex()
+    index.add_interval("ADV-1", ecosystem, name, Interval("0", fixed=fixed))
+    (match,) = index.match(ecosystem, name, affected)
+    assert match.fixed_version == fixed
+    assert f"{name} {affected} is in [introduced 0, fixed {fixed})" in match.why
+    assert index.match(ecosystem, name, not_affected) == ()
+    assert index.problems == []
+
+
+def test_an_unorderable_installed_version_is_reported_with_its_reason() -> None:
+    index = AdvisoryIndex()
+    index.add_interval("ALPINE-1", "Alpine:v3.20", "musl", Interval("0", fixed="1.2.4-r1"))
+    index.add_interval("ALPINE-2", "Alpine:v3.20", "musl", Interval("1.0", fixed="1.2.5-r0"))
+    for _ in range(2):  # reported once, however often it is matched
+        assert index.match("Alpine:v3.20", "musl", "unknown") == ()
+    (problem,) = index.problems
+    assert "musl 'unknown' (Alpine:v3.20): version cannot be ordered" in problem
+    assert "does not start with a digit" in problem
+    assert "ALPINE-1, ALPINE-2" in problem
+    assert "only explicit version lists" in problem
+
+
+def test_a_listed_match_of_an_unorderable_version_says_so() -> None:
+    index = AdvisoryIndex()
+    index.add_interval("GHSA-2", "npm", "weird", Interval("0", fixed="2.0.0"))
+    index.add_version("GHSA-2", "npm", "weird", "banana")
+    index.add_version("MAL-9", "npm", "weird", "banana")
+    matches = {m.advisory_id: m for m in index.match("npm", "weird", "banana")}
+    assert set(matches) == {"GHSA-2", "MAL-9"}
+    for match in matches.values():
+        assert "is listed as an affected version in" in match.why
+        assert "its version cannot be ordered (does not start with a number)" in match.why
+    (problem,) = index.problems
+    assert "weird 'banana' (npm)" in problem
+    assert "GHSA-2" in problem
+
+
+def test_match_inventory_returns_unorderable_versions_as_problems() -> None:
+    index = debian_index()
+    _matches, problems = match_inventory(
+        index,
+        [
+            InstalledPackage("openssl", "3.0.9-1", "Debian:12", source_name="openssl"),
+            InstalledPackage("libssl3", "1.0 beta", "Debian:12", source_name="openssl"),
+        ],
+    )
+    (problem,) = problems
+    assert "openssl '1.0 beta' (Debian:12): version cannot be ordered" in problem
+    assert "version string has embedded spaces" in problem

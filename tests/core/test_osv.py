@@ -89,6 +89,28 @@ def test_semver_range_uses_semver_even_in_other_ecosystems() -> None:
     assert not includes("Go", "v1.2.0", r)
 
 
+def test_non_canonical_event_versions_flatten_instead_of_being_skipped() -> None:
+    # PYSEC-2021-371 (real): binderhub's fix is the pre-PEP 440 version "0.2.0-n653",
+    # which pip's legacy ordering (OSV's too) puts below every PEP 440 version.
+    real = Affected(
+        "PyPI",
+        "binderhub",
+        (
+            rng(("introduced", "0"), ("fixed", "195caac1"), kind="GIT"),
+            rng(("introduced", "0"), ("fixed", "0.2.0-n653")),
+        ),
+    )
+    flat = flatten_affected("PYSEC-2021-371", real)
+    assert flat.problems == ()
+    assert flat.intervals == (Interval("0", fixed="0.2.0-n653"),)
+    assert includes("PyPI", "0.1.0-n1", real.ranges[1])
+    assert not includes("PyPI", "0.1.0", real.ranges[1])
+    # An Alpine secdb fix with digits after the letter (real, v3.11 opensmtpd).
+    alpine = rng(("introduced", "0"), ("fixed", "6.6.2p1-r0"))
+    assert flatten("Alpine:v3.11", alpine) == (Interval("0", fixed="6.6.2p1-r0"),)
+    assert includes("Alpine:v3.11", "6.6.1p1-r0", alpine)
+
+
 def test_invalid_event_version_is_reported_not_guessed() -> None:
     bad = Affected("npm", "left-pad", (rng(("introduced", "0"), ("fixed", "not a version")),))
     flat = flatten_affected("GHSA-x", bad)

@@ -71,8 +71,10 @@ def test_invalid_version_names_ecosystem_version_and_reason() -> None:
 
 
 def test_compare_raises_for_either_side() -> None:
+    # Only versions no rule can order raise; "1.0-1" is non-canonical but ordered.
+    assert versions.compare("Alpine", "1.0", "1.0-1") == 1
     with pytest.raises(InvalidVersion):
-        versions.compare("Alpine", "1.0", "1.0-1")
+        versions.compare("Alpine", "1.0", "")
     with pytest.raises(InvalidVersion):
         versions.compare("Alpine", "not-a-version", "1.0")
 
@@ -83,12 +85,12 @@ def test_invalid_outcomes_are_cached_and_raised_fresh() -> None:
     errors = []
     for _ in range(3):
         with pytest.raises(InvalidVersion) as raised:
-            key("abc")
+            key("a:1")
         errors.append(raised.value)
     info = versions.cache_info()["dpkg"]
     assert (info.misses, info.hits) == (1, 2)  # parsed once
     assert errors[0] is not errors[1]  # a new exception each time: no growing traceback
-    assert {e.reason for e in errors} == {"version number does not start with digit"}
+    assert {e.reason for e in errors} == {"epoch in version is not number"}
 
 
 def test_keys_are_cached_per_scheme_not_per_ecosystem() -> None:
@@ -105,22 +107,40 @@ def test_key_function_is_stable_and_described() -> None:
     assert "apk" in key.__doc__
 
 
-def test_is_valid() -> None:
-    assert versions.is_valid("PyPI", "1.0.post1")
-    assert not versions.is_valid("PyPI", "1.0-foo")
-    assert not versions.is_valid("npm", "1.0")
-
-
 @pytest.mark.parametrize(
-    ("ecosystem", "valid"),
-    [("Debian", True), ("Red Hat", True), ("Alpine", True), ("PyPI", True), ("npm", False)],
+    ("ecosystem", "version", "valid", "canonical"),
+    [
+        ("PyPI", "1.0.post1", True, True),
+        ("PyPI", "1.0-foo", True, False),  # a legacy version: ordered, not PEP 440
+        ("PyPI", "1.0 foo", False, False),
+        ("npm", "1.0", True, False),  # 1.0.0
+        ("npm", "banana", False, False),
+        ("Debian", "1.0_1", True, False),  # dpkg only warns
+        ("Debian", "1.0-", False, False),  # dpkg's error: empty revision
+        ("Alpine", "1.2p1-r0", True, False),
+        ("Red Hat", "1-", True, False),
+        ("Red Hat", "", False, False),
+    ],
 )
-def test_osv_zero(ecosystem: str, valid: bool) -> None:
-    # OSV's introduced "0" is handled by callers; it still parses where the native
-    # tool accepts it, and sorts below the smallest real versions there.
-    assert versions.is_valid(ecosystem, "0") is valid
-    if valid:
-        assert versions.compare(ecosystem, "0", "0.1") == -1
+def test_is_valid_and_is_canonical(
+    ecosystem: str, version: str, valid: bool, canonical: bool
+) -> None:
+    assert versions.is_valid(ecosystem, version) is valid
+    assert versions.is_canonical(ecosystem, version) is canonical
+
+
+def test_is_canonical_refuses_unknown_ecosystems_and_non_strings() -> None:
+    with pytest.raises(UnsupportedEcosystem):
+        versions.is_canonical("Gentoo", "1.0")
+    assert not versions.is_canonical("PyPI", 1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("ecosystem", ["Debian", "Red Hat", "Alpine", "PyPI", "npm"])
+def test_osv_zero(ecosystem: str) -> None:
+    # OSV's introduced "0" is handled by callers; it still parses everywhere (as 0.0.0
+    # in SemVer) and sorts below the smallest real versions.
+    assert versions.is_valid(ecosystem, "0")
+    assert versions.compare(ecosystem, "0", "0.1") == -1
 
 
 def test_non_string_versions_are_invalid_not_crashes() -> None:

@@ -4,8 +4,10 @@ There is no apk on this machine, so two things stand in for it: comparison and
 validity facts taken from apk-tools' own test data (``test/version.data`` in
 apk-tools 3; written out here as cases, not copied as a file), and ``ApkModel`` below,
 which walks two versions token by token the way ``apk_version_compare`` in
-apk-tools' ``src/version.c`` does. The key encodes that walk as a string; hypothesis
-holds the two to each other on generated versions.
+apk-tools' ``src/version.c`` does — invalid tokens included, and with apk-tools 2's
+reading of digits right after the letter (``1.8.28p1``), as patchwarden documents. The
+key encodes that walk as a string; hypothesis holds the two to each other on generated
+strings, valid or not.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Token:
     kind: int
     text: str = ""
     suffix: int = 0
+    number: str = ""  # apk-tools 2: the digits right after a letter (letter tokens only)
 
 
 def _digits(text: str, at: int) -> int:
@@ -60,6 +63,10 @@ class ApkModel:
         char = text[at]
         if "a" <= char <= "z":
             self._set(LETTER if previous <= DIGIT else INVALID, at, at + 1)
+            if self.token.kind == LETTER:
+                end = _digits(text, self.at)
+                self.token.number = text[self.at : end]
+                self.at = end
         elif char == "." or "0" <= char <= "9":
             if char == ".":
                 if previous > DIGIT:
@@ -98,22 +105,37 @@ class ApkModel:
 
 
 def model_valid(text: str) -> bool:
+    """apk-tools 3's validity: every token valid, and no digits after the letter."""
     walk = ApkModel(text)
     while walk.token.kind < END:
+        if walk.token.number:
+            return False
         walk.advance()
     return walk.token.kind == END
 
 
-def _value_cmp(a: Token, b: Token) -> int:
-    def number(text: str) -> int:
-        return int(text) % 2**64  # apk reads numbers into 64-bit integers
+def model_orderable(text: str) -> bool:
+    """apk ranks every string that does not start with a digit equal: no order."""
+    control = any(char < " " or char == "\x7f" for char in text)
+    return ApkModel(text).token.kind != INVALID and not control
 
+
+def number(text: str) -> int:
+    return int(text) % 2**64  # apk reads numbers into 64-bit integers
+
+
+def _value_cmp(a: Token, b: Token) -> int:
     if a.kind == DIGIT and (a.text[0] == "0" or b.text[0] == "0"):
         return (a.text > b.text) - (a.text < b.text)  # leading zero: compare as text
     if a.kind in (INITIAL, DIGIT, SUFFIX_NO, REVISION):
         return sign(number(a.text) - number(b.text))
     if a.kind == SUFFIX:
         return sign(a.suffix - b.suffix)
+    if a.kind == LETTER and a.text == b.text:
+        # apk-tools 2: a number after the letter beats none, numbers compare as numbers
+        if not (a.number and b.number):
+            return sign(len(a.number) - len(b.number))
+        return sign(number(a.number) - number(b.number))
     return (a.text > b.text) - (a.text < b.text)  # letters and hashes: bytes
 
 
@@ -274,9 +296,46 @@ def test_apk_tools_valid_versions(version: str) -> None:
 
 @pytest.mark.parametrize("version", INVALID_VERSIONS)
 def test_apk_tools_invalid_versions(version: str) -> None:
-    with pytest.raises(InvalidVersion):
-        versions.sort_key("Alpine:v3.20", version)
+    # apk-tools refuses these as versions; a string that starts with a digit is still
+    # ordered the way apk compares it, the others cannot be ordered at all.
     assert not model_valid(version)
+    assert not versions.is_canonical("Alpine", version)
+    if model_orderable(version):
+        assert versions.is_valid("Alpine", version)
+    else:
+        with pytest.raises(InvalidVersion, match="does not start with a digit"):
+            versions.sort_key("Alpine:v3.20", version)
+
+
+@pytest.mark.parametrize(
+    ("a", "op", "b"),
+    [
+        # A letter with digits, as apk-tools 2 read it (apk-tools 3 stops at the digit).
+        ("1.8.28p1-r1", ">", "1.8.28-r1"),
+        ("1.8.28p1-r1", "<", "1.8.28p2-r0"),
+        ("1.8.28p1-r0", "<", "1.8.28p1-r1"),
+        ("1.8.28p-r1", "<", "1.8.28p1-r0"),
+        ("1.8.28p1-r1", "<", "1.8.29-r0"),
+        ("5.1p1-r0", ">", "5.1_p1-r0"),  # a letter beats a suffix, as for valid versions
+        ("5.1p1-r0", ">", "5.1-r9"),
+        ("5.1p1", "<", "5.1p1-r0"),
+        ("5.1p01", "=", "5.1p1"),
+        # Elsewhere the walk stops where apk-tools 3 stops: below what continues validly.
+        ("0.12.5.-r0", "<", "0.12.5-r0"),
+        ("0.12.5.-r0", ">", "0.12.4-r9"),
+        ("0.12.5.-r0", "<", "0.12.5"),
+        ("0.12.5.-r0", ">", "0.12.5_rc1"),  # a pre-release still sorts lower
+        ("0.12.5.-r0", "=", "0.12.5.-r9"),  # apk ignores what follows the break
+        ("2.7.16-33", "<", "2.7.16-r0"),
+        ("1.11-20-r0", "<", "1.11-r0"),
+        ("10.2.22.r0", "<", "10.2.22-r0"),
+        ("10.2.22.r0", ">", "10.2.21-r0"),
+    ],
+)
+def test_non_canonical_versions_order_as_documented(a: str, op: str, b: str) -> None:
+    assert versions.compare("Alpine", a, b) == _EXPECTED[op]
+    assert versions.compare("Alpine", b, a) == -_EXPECTED[op]
+    assert model_compare(a, b) == _EXPECTED[op]
 
 
 def test_numbers_wrap_like_apk_uint64() -> None:
@@ -291,11 +350,12 @@ def test_zero_parses() -> None:
     assert versions.compare("Alpine", "0", "0.0") == -1
 
 
-@settings(max_examples=400)
+@settings(max_examples=600)
 @given(apk_like_strings(), apk_like_strings())
 def test_agrees_with_the_model(a: str, b: str) -> None:
-    assert versions.is_valid("Alpine", a) is model_valid(a)
-    if model_valid(a) and model_valid(b):
+    assert versions.is_canonical("Alpine", a) is model_valid(a)
+    assert versions.is_valid("Alpine", a) is model_orderable(a)
+    if model_orderable(a) and model_orderable(b):
         assert versions.compare("Alpine", a, b) == model_compare(a, b), (a, b)
 
 
@@ -311,12 +371,14 @@ def test_real_secdb_versions() -> None:
         for package in json.loads(path.read_text()).get("packages") or []:
             found.update(package["pkg"].get("secfixes") or {})
     assert len(found) > 1000
-    bad = sorted(v for v in found if not versions.is_valid("Alpine", v))
-    # Typos in the real secdb ("0.12.5.-r0", "2.7.16-33"...) are reported, not guessed.
-    assert bad == sorted(v for v in found if not model_valid(v))
-    assert "0.12.5.-r0" in bad
-    assert "2.7.16-33" in bad
-    assert len(bad) < 20
-    good = sorted(found - set(bad), key=versions.key_function("Alpine"))
-    for a, b in itertools.pairwise(good):
+    # Typos in the real secdb ("0.12.5.-r0", "2.7.16-33"...) are not canonical, and
+    # still ordered the way apk orders them.
+    odd = sorted(v for v in found if not versions.is_canonical("Alpine", v))
+    assert odd == sorted(v for v in found if not model_valid(v))
+    assert "0.12.5.-r0" in odd
+    assert "2.7.16-33" in odd
+    assert len(odd) < 20
+    ordered = sorted(found, key=versions.key_function("Alpine"))
+    for a, b in itertools.pairwise(ordered):
         assert model_compare(a, b) <= 0, (a, b)
+        assert versions.compare("Alpine", a, b) == model_compare(a, b), (a, b)

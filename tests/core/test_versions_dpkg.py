@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from patchwarden.core import versions
 from patchwarden.core.errors import InvalidVersion
 from patchwarden.core.versions import dpkg
-from tests.core.test_versions_strategies import dpkg_versions, sign
+from tests.core.test_versions_strategies import dpkg_like_strings, dpkg_versions, sign
 from tests.support import data_file
 
 
@@ -64,19 +64,21 @@ def test_parse_error_cases_raise() -> None:
         assert not versions.is_valid("Debian", str(case["input"]))
 
 
-def test_parse_warning_cases_are_rejected_strictly() -> None:
-    # dpkg only warns about these (its lax parser accepts them in a status file);
-    # patchwarden rejects them, as documented in patchwarden.core.versions.dpkg.
-    cases = [c for c in _parse_cases() if c["result"] == "warning"]
+def test_parse_warning_cases_are_ordered_like_real_dpkg() -> None:
+    # dpkg only warns about these, and `dpkg --compare-versions` still orders them:
+    # they are non-canonical, not unorderable. Sorting them among canonical versions
+    # and checking each neighbour pair with dpkg checks the whole order.
+    cases = [str(c["input"]) for c in _parse_cases() if c["result"] == "warning"]
     assert len(cases) == 51
     for case in cases:
-        with pytest.raises(InvalidVersion) as raised:
-            dpkg.parse(str(case["input"]))
-        assert raised.value.reason in {
-            "version number does not start with digit",
-            "invalid character in version number",
-            "invalid character in revision number",
-        }
+        dpkg.parse(case)
+        assert not versions.is_canonical("Debian", case)
+    anchors = ["0:0-0", "0:0a-0", "0:0-1", "0:1", "0:0-0+1", "0:abc3", "0:0~-0"]
+    ordered = sorted(cases + anchors, key=versions.key_function("Debian"))
+    pairs = list(itertools.pairwise(ordered))
+    for (a, b), want in zip(pairs, dpkg_compare_many(pairs), strict=True):
+        assert versions.compare("Debian", a, b) == want, (a, b)
+        assert want <= 0, (a, b)
 
 
 def test_component_compare_cases() -> None:
@@ -120,7 +122,15 @@ def test_perl_validity_cases() -> None:
     for case in cases:  # type: ignore[attr-defined]
         version = case["version"]
         if "valid" in case:
-            assert versions.is_valid("Debian", version) is case["valid"], case
+            # Dpkg::Version's validity is the canonical grammar; what it calls invalid
+            # only for a character or a missing leading digit is still ordered.
+            assert versions.is_canonical("Debian", version) is case["valid"], case
+            dpkg_error = case.get("note") not in {
+                "invalid character",
+                "does not start with digit",
+                "does not start with digit (with epoch)",
+            }
+            assert versions.is_valid("Debian", version) is not dpkg_error, case
         else:
             parsed = dpkg.parse(version)
             assert (parsed.epoch != 0) is case["has_epoch"], case
@@ -169,10 +179,15 @@ def test_overlong_and_huge_numbers() -> None:
 
 # --- the real dpkg --------------------------------------------------------------------
 
+# "--" keeps a version that starts with "-" from reading as an option; dpkg exits 2 on
+# a version it refuses, which must never reach the oracle.
 _DPKG_ORACLE = """
 while IFS="$(printf '\\t')" read -r a b; do
-  if dpkg --compare-versions "$a" lt "$b"; then echo -1
-  elif dpkg --compare-versions "$a" eq "$b"; then echo 0
+  dpkg --compare-versions -- "$a" lt "$b"; lt=$?
+  dpkg --compare-versions -- "$a" eq "$b"; eq=$?
+  if [ $lt -gt 1 ] || [ $eq -gt 1 ]; then echo refused
+  elif [ $lt -eq 0 ]; then echo -1
+  elif [ $eq -eq 0 ]; then echo 0
   else echo 1
   fi
 done
@@ -187,7 +202,9 @@ def dpkg_compare_many(pairs: list[tuple[str, str]]) -> list[int]:
     done = subprocess.run(
         ["sh", "-c", _DPKG_ORACLE], input=stdin, capture_output=True, text=True, check=True
     )
-    results = [int(line) for line in done.stdout.split()]
+    lines = done.stdout.split()
+    assert "refused" not in lines, done.stderr
+    results = [int(line) for line in lines]
     assert len(results) == len(pairs), done.stderr
     return results
 
@@ -203,6 +220,36 @@ def test_agrees_with_real_dpkg_on_generated_versions(generated: list[str]) -> No
         assert versions.compare("Debian", a, b) == want, (a, b)
 
 
+@settings(max_examples=12, deadline=None)
+@given(st.lists(dpkg_like_strings(), min_size=8, max_size=10))
+def test_agrees_with_real_dpkg_on_non_canonical_versions(generated: list[str]) -> None:
+    # What dpkg only warns about (no leading digit, odd or non-ASCII characters) is
+    # ordered as dpkg orders it; what dpkg refuses with an error is not ordered at all.
+    orderable = [v for v in generated if versions.is_valid("Debian", v)]
+    pairs = list(itertools.combinations(orderable, 2))
+    if not pairs:
+        return
+    for (a, b), want in zip(pairs, dpkg_compare_many(pairs), strict=True):
+        assert versions.compare("Debian", a, b) == want, (a, b)
+
+
+@pytest.mark.parametrize(
+    ("version", "reason"),
+    [
+        ("", "version string is empty"),
+        ("1.0 1", "embedded spaces"),
+        ("a:1", "epoch in version is not number"),
+        ("1:", "nothing after colon"),
+        ("1.0-", "revision number is empty"),
+        ("-1", "version number is empty"),
+        ("1.0\x01", "control character"),
+    ],
+)
+def test_what_dpkg_refuses_is_not_ordered(version: str, reason: str) -> None:
+    with pytest.raises(InvalidVersion, match=reason):
+        versions.sort_key("Debian", version)
+
+
 def _real_versions() -> list[str]:
     text = data_file("local-dpkg/this-machine.tsv").read_text()
     rows = csv.reader(text.splitlines(), delimiter="\t")
@@ -216,10 +263,13 @@ def _real_versions() -> list[str]:
 
 def test_real_versions_parse() -> None:
     real = _real_versions()
-    bad = sorted(v for v in real if not versions.is_valid("Debian", v))
-    # The one DSA entry that names a package instead of a version is reported as bad.
-    assert bad == ["kernel-image-2.4.17-ia64"]
     assert len(real) > 10_000
+    assert all(versions.is_valid("Debian", v) for v in real)
+    # The one DSA entry that names a package instead of a version is non-canonical;
+    # dpkg orders it (with a warning), so patchwarden does too.
+    assert [v for v in real if not versions.is_canonical("Debian", v)] == [
+        "kernel-image-2.4.17-ia64"
+    ]
 
 
 def test_real_versions_sort_like_real_dpkg() -> None:
@@ -244,3 +294,14 @@ def test_real_status_file_versions_parse() -> None:
     ]
     assert len(found) > 700
     assert all(versions.is_valid("Debian:12", v) for v in found)
+
+
+def test_non_ascii_characters_rank_like_real_dpkg() -> None:
+    # dpkg compares bytes; on amd64 a UTF-8 byte ranks between letters and the other
+    # ASCII characters (its char is signed), which no canonical version exercises.
+    found = ["1.0", "1.0a", "1.0z", "1.0é", "1.0ü", "1.0.", "1.0+", "1.0~", "1.0-é", "1.0-a"]
+    ordered = sorted(found, key=versions.key_function("Debian"))
+    assert ordered.index("1.0z") < ordered.index("1.0é") < ordered.index("1.0.")
+    pairs = list(itertools.combinations(found, 2))
+    for (a, b), want in zip(pairs, dpkg_compare_many(pairs), strict=True):
+        assert versions.compare("Debian", a, b) == want, (a, b)

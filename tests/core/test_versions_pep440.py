@@ -53,12 +53,55 @@ def test_valid_versions() -> None:
     assert all(versions.is_valid("PyPI", str(v)) for v in cases)
 
 
-def test_invalid_versions() -> None:
+def test_invalid_versions_are_legacy_or_unorderable() -> None:
+    # Not PEP 440; pip's legacy ordering takes the printable ASCII ones (below every
+    # PEP 440 version), the rest (spaces, non-ASCII digits, a dotted capital I) cannot
+    # be ordered.
     cases = [str(v) for v in _cases("test_invalid_versions")]
-    assert len(cases) == 20  # includes non-ASCII digits and a dotted capital I
+    assert len(cases) == 20
     for version in cases:
-        with pytest.raises(InvalidVersion):
-            versions.sort_key("PyPI", version)
+        assert not versions.is_canonical("PyPI", version)
+        legacy = version.isascii() and version.isprintable() and " " not in version
+        assert versions.is_valid("PyPI", version) is legacy, version
+        if legacy:
+            assert versions.compare("PyPI", version, "0.dev0") == -1, version
+        else:
+            with pytest.raises(InvalidVersion, match="not a PEP 440 version"):
+                versions.sort_key("PyPI", version)
+
+
+# Legacy comparisons as packaging 21.3's LegacyVersion (pip's ordering until pip 24.1)
+# gives them, checked with that release; the project itself uses a current packaging.
+LEGACY_FACTS = [
+    ("0.9-doduo", "<", "0.9"),  # every legacy version sorts below every PEP 440 one
+    ("0.9-doduo", "<", "0.1"),
+    ("1.0-beta-custom", "<", "1.0-beta"),  # 1.0-beta is PEP 440 (1.0b0)
+    ("0.9-doduo", "<", "0.9-eevee"),
+    ("0.9-eevee", "<", "0.9-final"),
+    ("1.0-beta-custom", "<", "1.0-gamma"),
+    ("0.3m1", "<", "0.3m2"),
+    ("0.3m5", "<", "0.3.1m1"),
+    ("1.0rc1-x", "=", "1.0c1-x"),  # rc, pre and preview all read as c
+    ("1.0pre1-x", "=", "1.0preview1-x"),
+    ("1.0-dev-x", "=", "1.0@-x"),  # dev reads as @
+    ("trunk", ">", "a3"),
+    ("2.0.0-final", "<", "2.0.0-final1"),
+    ("4.11-final", "=", "4.11.0-final"),  # trailing zeros of a numeric series drop
+    ("1.0-x", "=", "1.0.0-x"),
+    ("123456789-x", "<", "99999999-x"),  # pip's quirk: nine digits compare as text
+    ("2013-01-21T20:33:09+0100", "<", "2013-01-21T20:33:10+0100"),
+    ("0.3.2d", ">", "0.3.2d.dev"),
+    ("3.0.0b3-", "<", "3.0.0b3-x"),
+    ("-class.-jw.util.version.Version-", "<", "trunk"),
+]
+
+
+@pytest.mark.parametrize(("a", "op", "b"), LEGACY_FACTS)
+def test_legacy_versions_order_like_pip_before_pep_440(a: str, op: str, b: str) -> None:
+    expected = {"<": -1, "=": 0, ">": 1}[op]
+    assert versions.compare("PyPI", a, b) == expected
+    assert versions.compare("PyPI", b, a) == -expected
+    assert not versions.is_canonical("PyPI", a)
 
 
 def test_normalized_versions() -> None:
@@ -153,7 +196,7 @@ def test_agrees_with_packaging_on_generated_versions(a: str, b: str) -> None:
 
 @settings(max_examples=500)
 @given(st.text(alphabet="0123.!+-_ abcdeilnoprstvAC", max_size=12))
-def test_validity_agrees_with_packaging(text: str) -> None:
+def test_canonical_agrees_with_packaging(text: str) -> None:
     packaging_version = _packaging()
     try:
         packaging_version.Version(text)
@@ -161,7 +204,10 @@ def test_validity_agrees_with_packaging(text: str) -> None:
         expected = False
     else:
         expected = True
-    assert versions.is_valid("PyPI", text) is expected, text
+    assert versions.is_canonical("PyPI", text) is expected, text
+    if not expected:  # a legacy version unless it has spaces or is empty
+        legacy = bool(text) and " " not in text
+        assert versions.is_valid("PyPI", text) is legacy, text
 
 
 def _real_versions() -> list[str]:
@@ -182,12 +228,13 @@ def test_real_versions_validity_and_order_agree_with_packaging() -> None:
     assert len(real) > 10_000
     valid = []
     for version in real:
+        assert versions.is_valid("PyPI", version), version
         try:
             packaging_version.Version(version)
         except packaging_version.InvalidVersion:
-            assert not versions.is_valid("PyPI", version), version
+            assert not versions.is_canonical("PyPI", version), version
         else:
-            assert versions.is_valid("PyPI", version), version
+            assert versions.is_canonical("PyPI", version), version
             valid.append(version)
     ours = sorted(valid, key=versions.key_function("PyPI"))
     for a, b in itertools.pairwise(ours):

@@ -18,7 +18,7 @@ from patchwarden.core import versions
 from patchwarden.core.errors import InvalidVersion
 from patchwarden.core.versions import rpm
 from patchwarden.core.versions.rpm import rpmvercmp
-from tests.core.test_versions_strategies import rpm_versions
+from tests.core.test_versions_strategies import rpm_like_strings, rpm_versions
 from tests.support import data_file
 
 
@@ -114,21 +114,63 @@ def test_parse_splits_evr() -> None:
 @pytest.mark.parametrize(
     ("evr", "reason"),
     [
-        ("", "empty version"),
-        (":1.0", "empty epoch"),
-        ("a:1.0", "epoch"),
-        ("1:", "empty version"),
-        ("1.0-", "empty release"),
-        ("-1", "empty version"),
-        ("1.0-1-2", "allowed"),  # rpmbuild forbids "-" in version and release
-        ("1 .0", "allowed"),
-        ("1.0-1.α", "allowed"),
+        ("", "empty version"),  # rpm itself refuses it
+        ("-", "no letter, digit"),
+        (":", "no letter, digit"),
+        ("..-", "no letter, digit"),
+        ("1.0\x00", "control character"),
+        ("1.0-1\n", "control character"),
     ],
 )
-def test_invalid_evrs(evr: str, reason: str) -> None:
+def test_unorderable_evrs(evr: str, reason: str) -> None:
     with pytest.raises(InvalidVersion, match=reason):
         rpm.parse(evr)
     assert not versions.is_valid("Rocky Linux:9", evr)
+
+
+# Strings rpmbuild would refuse, which rpm still orders (and so does patchwarden).
+NON_CANONICAL = [
+    ":1.0",  # an empty epoch is 0
+    "a:1.0",  # no digits before the colon: no epoch, the version is "a:1.0"
+    "x:1-1",
+    "1:",  # an empty version
+    "1.0-",  # an empty release: above no release, below any other
+    "1-",
+    "-1",
+    "1.0-1-2",  # the release follows the last hyphen
+    "1 .0",
+    "1.0-1.α",  # non-ASCII letters are separators
+    "1.0#git-1",  # a character rpmbuild refuses: a separator to rpmvercmp
+]
+
+
+def test_non_canonical_evrs_split_like_rpm() -> None:
+    assert rpm.parse("a:1.0") == rpm.Evr(0, "a:1.0", None)
+    assert rpm.parse(":1.0") == rpm.Evr(0, "1.0", None)
+    assert rpm.parse("1.0-") == rpm.Evr(0, "1.0", "")
+    assert rpm.parse("1.0-1-2") == rpm.Evr(0, "1.0-1", "2")
+    assert rpm.parse("1:") == rpm.Evr(1, "", None)
+    for evr in NON_CANONICAL:
+        assert not versions.is_canonical("AlmaLinux:9", evr), evr
+        assert versions.is_valid("AlmaLinux:9", evr), evr
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ("1-", "1-0", -1),
+        ("1-", "1", 1),
+        ("1", "1-0", -1),
+        ("a:1", "1", -1),  # the version "a:1": a number beats letters
+        ("a:1", "0:1", -1),
+        ("a:1", "b:1", -1),
+        (":1", "0:1", 0),
+        ("1:", "1", 1),  # epoch 1 wins, whatever the version
+    ],
+)
+def test_non_canonical_examples(a: str, b: str, expected: int) -> None:
+    assert versions.compare("AlmaLinux", a, b) == expected
+    assert versions.compare("AlmaLinux", b, a) == -expected
 
 
 # --- the real rpm ---------------------------------------------------------------------
@@ -171,6 +213,25 @@ def rpm_vercmp_many(pairs: list[tuple[str, str]]) -> list[int]:
 def test_rpm_oracle_compares_full_evrs() -> None:
     # Check the oracle first: it must see epochs and releases, not plain strings.
     assert rpm_vercmp_many([("1:1.0", "2.0"), ("1.0-1", "1.0"), ("1.0", "1.0-~1")]) == [1, 1, -1]
+
+
+def test_non_canonical_evrs_order_like_real_rpm() -> None:
+    anchors = ["0", "1", "1-0", "1.0", "1.0-1", "1:1.0", "a", "1.0-1.a"]
+    found = NON_CANONICAL + anchors
+    pairs = list(itertools.combinations(found, 2))
+    for (a, b), want in zip(pairs, rpm_vercmp_many(pairs), strict=True):
+        assert versions.compare("AlmaLinux", a, b) == want, (a, b)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(rpm_like_strings(), min_size=10, max_size=15))
+def test_agrees_with_real_rpm_on_any_string(generated: list[str]) -> None:
+    orderable = [v for v in generated if versions.is_valid("Red Hat", v)]
+    pairs = list(itertools.combinations(orderable, 2))
+    if not pairs:
+        return
+    for (a, b), want in zip(pairs, rpm_vercmp_many(pairs), strict=True):
+        assert versions.compare("Red Hat", a, b) == want, (a, b)
 
 
 def test_vectors_agree_with_real_rpm() -> None:
@@ -221,7 +282,7 @@ def _real_versions() -> list[str]:
 def test_real_versions_parse_and_sort_like_real_rpm() -> None:
     real = _real_versions()
     assert len(real) > 4000
-    assert [v for v in real if not versions.is_valid("Red Hat", v)] == []
+    assert [v for v in real if not versions.is_canonical("Red Hat", v)] == []
     ordered = sorted(real, key=versions.key_function("Red Hat"))
     pairs = list(itertools.pairwise(ordered))
     expected = rpm_vercmp_many(pairs)

@@ -37,6 +37,14 @@ def dpkg_versions(draw: st.DrawFn) -> str:
     return version
 
 
+def dpkg_like_strings() -> st.SearchStrategy[str]:
+    """Strings dpkg warns about (or refuses): any start, odd and non-ASCII characters."""
+    return st.one_of(
+        dpkg_versions(),
+        st.text(alphabet="0129aZz.+~:-_$é", min_size=1, max_size=9),
+    )
+
+
 _RPM_CHARS = "0129aZz._+~^"
 
 
@@ -49,6 +57,14 @@ def rpm_versions(draw: st.DrawFn) -> str:
     if draw(st.booleans()):
         version += "-" + draw(st.text(alphabet=_RPM_CHARS, min_size=1, max_size=5))
     return version
+
+
+def rpm_like_strings() -> st.SearchStrategy[str]:
+    """Any string rpm might be handed: odd colons and hyphens, spaces, non-ASCII."""
+    return st.one_of(
+        rpm_versions(),
+        st.text(alphabet="0129aZz._+~^-: é", min_size=1, max_size=9),
+    )
 
 
 _APK_NUMBERS = st.sampled_from(["0", "1", "2", "9", "00", "01", "10", "010"])
@@ -98,6 +114,18 @@ def semver_versions(draw: st.DrawFn) -> str:
     return version
 
 
+def semver_like_strings() -> st.SearchStrategy[str]:
+    """SemVer with more or fewer numbers, leading zeros, loose prefixes and suffixes."""
+    numbers = st.lists(st.sampled_from(["0", "1", "2", "00", "01", "10"]), min_size=1, max_size=5)
+    tail = st.text(alphabet="01a.-+bA", max_size=6)
+    return st.one_of(
+        semver_versions(),
+        st.tuples(st.sampled_from(["", "v", "=", "v ", " "]), numbers.map(".".join), tail).map(
+            "".join
+        ),
+    )
+
+
 _PEP440_NUMBERS = st.sampled_from(["0", "1", "2", "00", "01", "10"])
 _SEPARATOR = st.sampled_from(["", ".", "-", "_"])
 
@@ -144,12 +172,35 @@ STRATEGIES: dict[str, tuple[str, st.SearchStrategy[str]]] = {
 }
 
 
+def pep440_like_strings() -> st.SearchStrategy[str]:
+    """PEP 440 versions and legacy ones (``0.9-doduo``, ``0.3m1``, ``trunk``)."""
+    legacy = st.text(alphabet="019abcmx.-_+!:@", min_size=1, max_size=9)
+    words = st.lists(
+        st.sampled_from(["0", "9", "1", ".", "-", "rc", "pre", "dev", "final", "doduo", "m1"]),
+        min_size=1,
+        max_size=6,
+    ).map("".join)
+    return st.one_of(pep440_versions(), legacy, words)
+
+
+# Canonical and non-canonical strings of every scheme; the laws hold for all the
+# orderable ones.
+ANY_STRINGS: dict[str, tuple[str, st.SearchStrategy[str]]] = {
+    "dpkg": ("Debian", dpkg_like_strings()),
+    "rpm": ("Red Hat", rpm_like_strings()),
+    "apk": ("Alpine", apk_like_strings()),
+    "pep440": ("PyPI", pep440_like_strings()),
+    "semver": ("npm", semver_like_strings()),
+}
+
+
 def sign(value: int) -> int:
     return (value > 0) - (value < 0)
 
 
 def test_strategies_cover_every_scheme() -> None:
     assert set(STRATEGIES) == set(versions.SCHEMES)
+    assert set(ANY_STRINGS) == set(versions.SCHEMES)
 
 
 @pytest.mark.parametrize("scheme", list(STRATEGIES))
@@ -168,7 +219,19 @@ def test_sort_key_is_a_total_order_consistent_with_compare(
     scheme: str, data: st.DataObject
 ) -> None:
     ecosystem, strategy = STRATEGIES[scheme]
-    a, b, c = (data.draw(strategy) for _ in range(3))
+    _check_laws(ecosystem, *(data.draw(strategy) for _ in range(3)))
+
+
+@pytest.mark.parametrize("scheme", list(ANY_STRINGS))
+@settings(max_examples=150)
+@given(data=st.data())
+def test_the_laws_hold_for_non_canonical_versions_too(scheme: str, data: st.DataObject) -> None:
+    ecosystem, strategy = ANY_STRINGS[scheme]
+    orderable = strategy.filter(lambda v: versions.is_valid(ecosystem, v))
+    _check_laws(ecosystem, *(data.draw(orderable) for _ in range(3)))
+
+
+def _check_laws(ecosystem: str, a: str, b: str, c: str) -> None:
     key = versions.key_function(ecosystem)
     ab, ba = versions.compare(ecosystem, a, b), versions.compare(ecosystem, b, a)
     # Antisymmetry, and compare agrees with the keys (equal keys iff compare == 0).

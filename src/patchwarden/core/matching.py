@@ -13,8 +13,11 @@ search plus a cached result otherwise:
   is computed the first time that region is hit and cached.
 
 The cost per triple is therefore independent of how many advisories a package has
-(the Linux kernel has thousands). Versions that cannot be parsed are reported and
-matched only against explicit ``versions`` lists, as DESIGN.md asks.
+(the Linux kernel has thousands). Matching never raises for a version: non-canonical
+versions are ordered like any other (``patchwarden.core.versions``), and a version no
+rule can order is matched only against explicit ``versions`` lists, as DESIGN.md asks.
+It is reported in ``AdvisoryIndex.problems`` with the reason and the advisories whose
+ranges could not be checked, and the ``why`` of a listed match says so too.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from patchwarden.core import ecosystems
-from patchwarden.core.errors import UnsupportedEcosystem, ValidationFailed
+from patchwarden.core.errors import InvalidVersion, UnsupportedEcosystem, ValidationFailed
 from patchwarden.core.model import InstalledPackage, Match
 from patchwarden.core.osv import Interval, ordering_for
 
 _NO_MATCHES: tuple[Match, ...] = ()
+#: Advisories named in one "could not be ordered" problem before "and N more".
+_NAMED_ADVISORIES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +171,7 @@ class AdvisoryIndex:
         self._intervals = 0
         self._versions = 0
         self._plans: dict[str, tuple[str | None, bool]] = {}
+        self._unorderable: set[tuple[str, str, str]] = set()
         self.problems: list[str] = []
 
     # ------------------------------------------------------------------ building
@@ -233,7 +239,9 @@ class AdvisoryIndex:
 
         One match per advisory. When an advisory covers the version through several
         intervals, the one with the highest fixed version wins (fixing that fixes all).
-        Raises ``UnsupportedEcosystem`` for an ecosystem without an ordering.
+        A version no rule can order is matched only by explicit version lists and
+        reported in ``problems``. Raises ``UnsupportedEcosystem`` for an ecosystem
+        without an ordering, and nothing for any version.
         """
         base, pypi = self._probe(ecosystem)
         norm = ecosystems.normalize_name(ecosystem, name) if pypi else name
@@ -250,8 +258,9 @@ class AdvisoryIndex:
             # The common case: one ordering, hits already reduced per advisory.
             try:
                 hits = bucket.lookup(bucket.key(version))
-            except ValidationFailed:
-                return _NO_MATCHES  # unparsable: only explicit version lists match it
+            except InvalidVersion as exc:
+                self._report_unorderable(ecosystem, name, version, exc.reason, [bucket])
+                return _NO_MATCHES  # only explicit version lists could match it
             if not hits:
                 return _NO_MATCHES
             return tuple(
@@ -260,27 +269,51 @@ class AdvisoryIndex:
                     for advisory_id, fixed, _key, tail in hits
                 ]
             )
+        sources = [s for s in (entry, other) if s is not None]
         best: dict[str, _Hit] = {}
-        for source in (entry, other):
-            if source is None:
+        skipped: list[_Bucket] = []
+        reason = ""
+        for each in (b for source in sources for b in source.buckets):
+            try:
+                hits = each.lookup(each.key(version))
+            except InvalidVersion as exc:
+                skipped.append(each)
+                reason = exc.reason
                 continue
-            for each in source.buckets:
-                try:
-                    hits = each.lookup(each.key(version))
-                except ValidationFailed:
-                    continue
-                for hit in hits:
-                    held = best.get(hit[0])
-                    if held is None or _better(hit[2], held[2]):
-                        best[hit[0]] = hit
+            for hit in hits:
+                held = best.get(hit[0])
+                if held is None or _better(hit[2], held[2]):
+                    best[hit[0]] = hit
+        note = ""
+        if skipped:
+            self._report_unorderable(ecosystem, name, version, reason, skipped)
+            note = f"; its version cannot be ordered ({reason}), so ranges were not checked"
+        for source in sources:
             for advisory_id in source.listed.get(version, ()):
-                tail = f"is listed as an affected version in {advisory_id}"
+                tail = f"is listed as an affected version in {advisory_id}{note}"
                 best.setdefault(advisory_id, (advisory_id, None, None, tail))
         return tuple(
             [
                 Match(advisory_id, ecosystem, name, version, fixed, prefix + tail)
                 for advisory_id, fixed, _key, tail in best.values()
             ]
+        )
+
+    def _report_unorderable(
+        self, ecosystem: str, name: str, version: str, reason: str, skipped: list[_Bucket]
+    ) -> None:
+        """Add one problem for a version no rule can order (once per triple)."""
+        triple = (ecosystem, name, version)
+        if triple in self._unorderable:
+            return
+        self._unorderable.add(triple)
+        ids = sorted({e.advisory_id for bucket in skipped for e in bucket.entries})
+        named = ", ".join(ids[:_NAMED_ADVISORIES])
+        if len(ids) > _NAMED_ADVISORIES:
+            named += f" and {len(ids) - _NAMED_ADVISORIES} more"
+        self.problems.append(
+            f"{name} {version!r} ({ecosystem}): version cannot be ordered ({reason}); "
+            f"the version ranges of {named} were not checked, only explicit version lists"
         )
 
     def match_package(self, package: InstalledPackage) -> tuple[Match, ...]:
@@ -315,10 +348,15 @@ def _better(candidate: Any, current: Any) -> bool:
 def match_inventory(
     index: AdvisoryIndex, packages: Iterable[InstalledPackage]
 ) -> tuple[dict[InstalledPackage, tuple[Match, ...]], list[str]]:
-    """Match every package of an inventory; unsupported ecosystems become problems."""
+    """Match every package of an inventory.
+
+    The problems are the unsupported ecosystems met (once each) and what the index
+    reported while matching: versions no rule can order, advisory intervals skipped.
+    """
     results: dict[InstalledPackage, tuple[Match, ...]] = {}
     problems: list[str] = []
     reported: set[str] = set()
+    already = len(index.problems)
     for package in packages:
         try:
             found = index.match_package(package)
@@ -329,4 +367,4 @@ def match_inventory(
             continue
         if found:
             results[package] = found
-    return results, problems
+    return results, problems + index.problems[already:]

@@ -74,8 +74,9 @@ def _is_unbounded_limit(version: str) -> bool:
 def includes(ecosystem: str, version: str, rng: AffectedRange) -> bool:
     """The OSV specification's ``IncludedInRanges`` for one range (reference form).
 
-    Raises ``InvalidVersion`` when the version or an event version cannot be parsed.
-    GIT ranges never include a package version.
+    Raises ``InvalidVersion`` when the version or an event version cannot be ordered
+    at all (non-canonical versions are ordered like any other). GIT ranges never
+    include a package version.
     """
     if rng.type == "GIT":
         return False
@@ -107,8 +108,8 @@ def _sorted_events(events: Iterable[Event], key: Callable[[str], Any]) -> list[E
 def flatten(ecosystem: str, rng: AffectedRange) -> tuple[Interval, ...]:
     """The disjoint intervals a range describes, in version order.
 
-    Raises ``InvalidVersion`` when an event version cannot be parsed (the caller
-    reports the range and keeps going). GIT ranges flatten to nothing.
+    Raises ``InvalidVersion`` when an event version cannot be ordered at all (the
+    caller reports the range and keeps going). GIT ranges flatten to nothing.
     """
     if rng.type == "GIT":
         return ()
@@ -137,7 +138,7 @@ def flatten(ecosystem: str, rng: AffectedRange) -> tuple[Interval, ...]:
 
 
 def interval_includes(ecosystem: str, version: str, interval: Interval) -> bool:
-    """Whether ``version`` lies in ``interval`` (raises ``InvalidVersion`` if unparsable)."""
+    """Whether ``version`` lies in ``interval`` (``InvalidVersion`` if it cannot be ordered)."""
     key = ordering_for(ecosystem, interval.range_type)
     v = key(version)
     if interval.introduced != "0" and v < key(interval.introduced):
@@ -162,7 +163,8 @@ class FlatAffected:
 
 
 def flatten_affected(advisory_id: str, affected: Affected) -> FlatAffected:
-    """Flatten every range of one affected package; unparsable ranges become problems."""
+    """Flatten every range of one affected package; a range with an event version no
+    rule can order becomes a problem naming it, the reason and the range."""
     intervals: list[Interval] = []
     problems: list[str] = []
     for index, rng in enumerate(affected.ranges):

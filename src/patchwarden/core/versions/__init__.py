@@ -12,20 +12,32 @@ pep440     PyPI                                                         ``pep440
 semver     npm, Go                                                      ``semver``
 =========  ===========================================================  ==============
 
-The scheme modules document their exact rules and what they reject. Every scheme turns
-a version into a ``VersionKey``: a string whose plain ``<`` and ``==`` give the native
-order, so sorting, ``bisect`` and ``min``/``max`` work on keys at C speed. Keys of
-different schemes must not be compared with each other.
+Every version the real feeds and inventories contain is ordered. Each scheme first
+reads a version with its canonical grammar (what the ecosystem's packaging tools
+produce); a version outside it is still ordered the way the ecosystem's own tool
+orders it — dpkg's lax parser (what ``dpkg --compare-versions`` accepts with a
+warning), rpm's ``parseEVR`` and ``rpmvercmp`` on any string, apk-tools' token walk,
+pip's pre-PEP 440 legacy ordering, SemVer precedence over any count and size of
+numbers. ``is_canonical`` tells the two apart; the scheme modules document each rule.
+
+Every scheme turns a version into a ``VersionKey``: a string whose plain ``<`` and
+``==`` give the native order, so sorting, ``bisect`` and ``min``/``max`` work on keys at
+C speed. Keys of different schemes must not be compared with each other.
+
+Only a version no rule can order raises ``InvalidVersion`` (its ``reason`` says why):
+an empty string, one longer than ``MAX_LENGTH`` (256) characters or holding a control
+character, and per scheme what even the native tool refuses or cannot rank (dpkg's
+parse errors, an apk or SemVer version without a leading number, an rpm string with
+nothing to compare, a Python version that is neither PEP 440 nor printable ASCII).
+Matching treats such a version as data: it is matched only by explicit ``versions``
+lists, and the matcher reports it.
 
 Keys are cached per scheme and version string, invalid outcomes included, so a matcher
 pays for each distinct version once. ``key_function`` hands out the cached function for
 hot loops; ``sort_key`` and ``compare`` are the one-off forms.
 
-Versions longer than ``MAX_LENGTH`` (256) characters are rejected in every scheme.
-
 OSV's ``introduced: "0"`` ("since the first version") is the caller's business. ``"0"``
-still parses where the native tool accepts it (dpkg, rpm, apk, PEP 440), but not as
-SemVer, where it is not a version.
+still parses everywhere (as ``0.0.0`` in SemVer).
 """
 
 from __future__ import annotations
@@ -47,6 +59,7 @@ __all__ = [
     "cache_clear",
     "cache_info",
     "compare",
+    "is_canonical",
     "is_valid",
     "key_function",
     "rpmvercmp",
@@ -64,6 +77,13 @@ _COMPUTE: dict[str, Callable[[str], VersionKey]] = {
     semver.SCHEME: semver.key,
 }
 SCHEMES: tuple[str, ...] = tuple(_COMPUTE)
+_CANONICAL: dict[str, Callable[[str], bool]] = {
+    dpkg.SCHEME: dpkg.is_canonical,
+    rpm.SCHEME: rpm.is_canonical,
+    apk.SCHEME: apk.is_canonical,
+    pep440.SCHEME: pep440.is_canonical,
+    semver.SCHEME: semver.is_canonical,
+}
 
 
 class _Rejected:
@@ -99,7 +119,7 @@ def key_function(ecosystem: str) -> Callable[[str], VersionKey]:
     """The cached key function of ``ecosystem``'s scheme.
 
     The function maps a version string to its ``VersionKey`` and raises
-    ``InvalidVersion`` (naming ``ecosystem``) for a version the scheme cannot parse.
+    ``InvalidVersion`` (naming ``ecosystem``) for a version no rule can order.
     Ecosystems of one scheme share one cache, so ``key_function("Debian:12")`` and
     ``key_function("Ubuntu")`` reuse each other's work. Raises ``UnsupportedEcosystem``
     for an ecosystem without an ordering.
@@ -132,8 +152,9 @@ def sort_key(ecosystem: str, version: str) -> VersionKey:
 def compare(ecosystem: str, a: str, b: str) -> int:
     """-1, 0 or 1 as ``a`` sorts before, equal to or after ``b`` in ``ecosystem``.
 
-    Raises ``InvalidVersion`` when either version cannot be parsed and
-    ``UnsupportedEcosystem`` for an ecosystem without an ordering.
+    Canonical and non-canonical versions compare alike. Raises ``InvalidVersion`` when
+    either version cannot be ordered at all and ``UnsupportedEcosystem`` for an
+    ecosystem without an ordering.
     """
     key = key_function(ecosystem)
     ka, kb = key(a), key(b)
@@ -141,12 +162,25 @@ def compare(ecosystem: str, a: str, b: str) -> int:
 
 
 def is_valid(ecosystem: str, version: str) -> bool:
-    """Whether ``version`` parses in ``ecosystem`` (``UnsupportedEcosystem`` still raises)."""
+    """Whether ``version`` can be ordered in ``ecosystem``, canonical or not.
+
+    ``UnsupportedEcosystem`` still raises.
+    """
     try:
         key_function(ecosystem)(version)
     except InvalidVersion:
         return False
     return True
+
+
+def is_canonical(ecosystem: str, version: str) -> bool:
+    """Whether ``version`` follows ``ecosystem``'s canonical grammar.
+
+    A non-canonical version may still be ordered (``is_valid``); this only says whether
+    it needed a rule beyond the grammar. ``UnsupportedEcosystem`` raises.
+    """
+    key_function(ecosystem)  # the one place that refuses an unknown ecosystem
+    return isinstance(version, str) and _CANONICAL[ecosystems.info(ecosystem).scheme](version)
 
 
 def cache_info() -> dict[str, functools._CacheInfo]:

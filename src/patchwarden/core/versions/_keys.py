@@ -11,6 +11,7 @@ The keys stay within Latin-1 (code points below 256) so each character takes one
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import NewType
 
@@ -31,6 +32,23 @@ inventory from filling the key caches with huge strings.
 def too_long(scheme: str, version: str) -> InvalidVersion:
     """The error for a version over ``MAX_LENGTH`` (callers test ``len`` inline)."""
     return InvalidVersion(scheme, version, f"longer than {MAX_LENGTH} characters")
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def refuse_control(scheme: str, version: str) -> None:
+    """Raise ``InvalidVersion`` when ``version`` holds a control character (NUL included).
+
+    No package tool is ever handed such a string (a C string even ends at NUL), so it
+    is garbage to report, not a version to order. Schemes call this on their lenient
+    path only; canonical versions cannot contain one.
+    """
+    found = _CONTROL.search(version)
+    if found is not None:
+        raise InvalidVersion(
+            scheme, version, f"holds the control character {found.group()!r} at {found.start()}"
+        )
 
 
 # Lengths below this are written as one character (0x80 + length); longer numbers

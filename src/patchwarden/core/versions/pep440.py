@@ -12,6 +12,21 @@ a dev release of a final version (``1.0.dev0``) below any pre-release, pre-relea
 the same version without it, and finally the local version: none is lowest, then
 segment by segment, where numeric segments compare as numbers and sort above
 alphanumeric ones (compared case-insensitively), and more segments sort higher.
+
+A string that is not PEP 440 (``0.9-doduo``, ``1.0-beta-custom``, ``0.3m1``, ``trunk``)
+is a *legacy* version, ordered as pip and setuptools ordered every version before
+PEP 440 (``packaging``'s ``LegacyVersion``, removed in packaging 22): all legacy
+versions sort below all PEP 440 versions (PEP 440 asks for exactly that), and among
+themselves by their parts. The lowercased string splits into digit runs, letter runs
+and runs of other characters (dots dropped); digit runs are zero-padded to eight
+characters and compared as text, other parts compare as text after ``pre``,
+``preview`` and ``rc`` become ``c``, ``dev`` becomes ``@`` and ``-`` becomes
+``final-``; ``final`` closes the list, trailing zeros of each numeric series are
+dropped and a ``-`` before a pre-release tag is forgotten. So
+``0.9-doduo < 0.9-eevee < 0.9-final`` among legacy versions, and every one of them is
+below ``0.1``. The quirks are pip's: a number of nine digits or more compares as text.
+A legacy version must be printable ASCII without spaces; an empty string, or one
+with spaces or other characters, cannot be ordered and raises ``InvalidVersion``.
 """
 
 from __future__ import annotations
@@ -76,6 +91,11 @@ class Pep440Version:
         return text
 
 
+def is_canonical(version: str) -> bool:
+    """Whether ``version`` is a PEP 440 version (any spelling PEP 440 normalizes)."""
+    return len(version) <= MAX_LENGTH and _VALID.fullmatch(version.strip()) is not None
+
+
 def _match(version: str) -> re.Match[str]:
     if len(version) > MAX_LENGTH:
         raise too_long(SCHEME, version)
@@ -119,12 +139,14 @@ def _release_key(release: str) -> str:
 
 
 def key(version: str) -> VersionKey:
-    """The sort key of a PEP 440 version; raises ``InvalidVersion``."""
+    """The sort key of a PEP 440 or legacy version; raises ``InvalidVersion``."""
     if len(version) > MAX_LENGTH:
         raise too_long(SCHEME, version)
     if _PLAIN.fullmatch(version):  # most versions are a bare release: skip the big pattern
         return VersionKey(_NO_EPOCH + _release_key(version) + _PLAIN_TAIL)
-    found = _match(version)
+    found = _VALID.fullmatch(version.strip())
+    if found is None:
+        return _legacy_key(version)
     epoch, release, pre_l, pre_n, post_implicit, post_l, post_n, dev_l, dev_n, local = (
         found.groups()
     )
@@ -158,3 +180,39 @@ def key(version: str) -> VersionKey:
             else:
                 out += (_MID, part.lower(), _LOW)
     return VersionKey("".join(out))
+
+
+# Legacy versions: digit runs, letter runs, single dots and hyphens, and runs of the
+# remaining characters, in the order they appear (the pieces setuptools split on).
+_LEGACY_PIECES = re.compile(r"[0-9]+|[a-z]+|\.|-|[^0-9a-z.-]+").findall
+_LEGACY_SPELLING = {"pre": "c", "preview": "c", "rc": "c", "dev": "@", "-": "final-"}
+_LEGACY_PRINTABLE = re.compile(r"[!-~]+")  # printable ASCII, no space
+# Below the first character of every PEP 440 key (``number`` of the epoch, >= 0x80);
+# it also ends each legacy part, below every character a part can hold.
+_LEGACY = "\x01"
+
+
+def _legacy_key(version: str) -> VersionKey:
+    """Key of a pre-PEP 440 version, as described in the module documentation."""
+    if _LEGACY_PRINTABLE.fullmatch(version) is None:
+        raise InvalidVersion(
+            SCHEME,
+            version,
+            "not a PEP 440 version, and not a legacy one either (those are printable "
+            "ASCII without spaces)",
+        )
+    parts: list[str] = []
+    for piece in [*_LEGACY_PIECES(version.lower()), "final"]:
+        if piece == ".":
+            continue
+        if "0" <= piece[0] <= "9":
+            parts.append(piece.zfill(8))
+            continue
+        part = "*" + _LEGACY_SPELLING.get(piece, piece)
+        if part < "*final":  # a pre-release tag: drop the hyphens before it
+            while parts and parts[-1] == "*final-":
+                parts.pop()
+        while parts and parts[-1] == "00000000":  # trailing zeros of a numeric series
+            parts.pop()
+        parts.append(part)
+    return VersionKey(_LEGACY + _LEGACY.join(parts) + _LEGACY)

@@ -14,10 +14,21 @@ A full EVR compares like rpm's ``rpmverCmp`` (what ``rpm.vercmp`` in rpm's Lua a
 then the release, where a missing release sorts below any present one.
 
 The epoch is the run of digits before the first colon, the release what follows the
-last hyphen, as in rpm's ``parseEVR``. Validation is stricter than rpm's parser, which
-takes anything: the version and the release must be non-empty and use only the
-characters rpmbuild allows in them (ASCII letters and digits and ``._+%{}~^``), and an
-epoch colon must follow at least one digit. Real package versions always pass.
+last hyphen, as in rpm's ``parseEVR``. A canonical version is what rpmbuild accepts:
+the version and the release non-empty and made of ASCII letters and digits and
+``._+%{}~^``, and an epoch colon after at least one digit. Real package versions
+always are.
+
+Other strings are ordered exactly as rpm orders them, since rpm takes any non-empty
+string: an empty release (``1-``) sorts above no release and below every other one
+(``1 < 1- < 1-0``); a colon that does not follow digits is no epoch separator, so
+``a:1`` is the version ``a:1`` with epoch 0 (below ``1``: a number beats letters);
+an empty version (``1:``, ``-1``) compares like rpm's empty string; further hyphens
+stay in the version (``1.0-1-2`` is version ``1.0-1``, release ``2``) and characters
+rpmbuild refuses are separators. A non-canonical string with nothing rpmvercmp could
+compare (no ASCII letter or digit, no ``~`` or ``^``: ``""``, ``-``, ``:``) cannot be
+ordered — rpm itself refuses the empty string — nor can one holding a control
+character; both raise ``InvalidVersion``.
 """
 
 from __future__ import annotations
@@ -26,14 +37,23 @@ import re
 from dataclasses import dataclass
 
 from patchwarden.core.errors import InvalidVersion
-from patchwarden.core.versions._keys import MAX_LENGTH, PieceKeys, VersionKey, number, too_long
+from patchwarden.core.versions._keys import (
+    MAX_LENGTH,
+    PieceKeys,
+    VersionKey,
+    number,
+    refuse_control,
+    too_long,
+)
 
 SCHEME = "rpm"
 
 _SPLIT_DIGITS = re.compile(r"([0-9]+)").split
 _NON_DIGIT_TOKENS = re.compile(r"[A-Za-z]+|[~^]").findall
-# Epoch digits were checked apart; one hyphen at most, since neither part may hold one.
-_VALID_REST = re.compile(r"[A-Za-z0-9._+%{}~^]+(?:-[A-Za-z0-9._+%{}~^]+)?")
+# Epoch, version, release; one hyphen at most, since neither part may hold one.
+_CANONICAL = re.compile(r"(?:([0-9]+):)?([A-Za-z0-9._+%{}~^]+)(?:-([A-Za-z0-9._+%{}~^]+))?")
+_ASCII_DIGITS = "0123456789"
+_COMPARABLE = re.compile(r"[A-Za-z0-9~^]")
 
 _TILDE = "\x01"
 _END = "\x02"  # end of a string, and end of a letter run: below every letter
@@ -87,49 +107,40 @@ class Evr:
     release: str | None
 
 
-def _reject(evr: str) -> InvalidVersion:
-    def bad(reason: str) -> InvalidVersion:
-        return InvalidVersion(SCHEME, evr, reason)
-
-    if not evr:
-        return bad("empty version")
-    epoch, colon, rest = evr.partition(":")
-    if colon:
-        if not epoch:
-            return bad("empty epoch before ':'")
-        if not (epoch.isascii() and epoch.isdigit()):
-            return bad("the epoch before ':' must be a number")
-    else:
-        rest = evr
-    version, hyphen, release = rest.rpartition("-")
-    if not hyphen:
-        version = rest
-    elif not release:
-        return bad("empty release after '-'")
-    if not version:
-        return bad("empty version")
-    return bad("only ASCII letters, digits and ._+%{}~^ are allowed in version and release")
-
-
 def _split(evr: str) -> tuple[str, str, str | None]:
-    """Validate ``evr``; return (epoch digits or "", version, release or None)."""
+    """(epoch digits or "", version, release or None), as rpm's ``parseEVR`` splits."""
     if len(evr) > MAX_LENGTH:
         raise too_long(SCHEME, evr)
-    epoch, colon, rest = evr.partition(":")
-    if not colon:
+    found = _CANONICAL.fullmatch(evr)
+    if found is not None:
+        epoch, version, release = found.groups()
+        return epoch or "", version, release
+    refuse_control(SCHEME, evr)
+    if _COMPARABLE.search(evr) is None:
+        raise InvalidVersion(
+            SCHEME, evr, "empty version" if not evr else "no letter, digit, '~' or '^' to compare"
+        )
+    digits = evr[: len(evr) - len(evr.lstrip(_ASCII_DIGITS))]
+    if evr.startswith(":", len(digits)):  # ":1" has the epoch "", which compares as 0
+        epoch, rest = digits, evr[len(digits) + 1 :]
+    else:
         epoch, rest = "", evr
-    elif not (epoch.isdigit() and epoch.isascii()):
-        raise _reject(evr)
-    if _VALID_REST.fullmatch(rest) is None:
-        raise _reject(evr)
-    version, hyphen, release = rest.partition("-")
-    return epoch, version, release if hyphen else None
+    version, hyphen, release = rest.rpartition("-")
+    if not hyphen:
+        return epoch, rest, None
+    return epoch, version, release
 
 
 def parse(evr: str) -> Evr:
-    """Split and validate an RPM ``[epoch:]version[-release]``; raises ``InvalidVersion``."""
+    """Split an RPM ``[epoch:]version[-release]`` as rpm does; raises ``InvalidVersion``
+    only for a string rpm cannot order (see the module documentation)."""
     epoch, version, release = _split(evr)
     return Evr(int(epoch or "0"), version, release)
+
+
+def is_canonical(evr: str) -> bool:
+    """Whether ``evr`` is a version rpmbuild accepts (see the module documentation)."""
+    return len(evr) <= MAX_LENGTH and _CANONICAL.fullmatch(evr) is not None
 
 
 def key(evr: str) -> VersionKey:
