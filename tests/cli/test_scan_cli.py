@@ -273,11 +273,11 @@ def test_scan_this_host_with_a_local_advisory_file(
 
 
 def test_scan_orders_non_canonical_versions_and_reports_unorderable_ones(
-    cli_env: Path, capsys: pytest.CaptureFixture[str]
+    cli_env: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """A version outside apk's grammar is matched by its range; one no rule can order is
     matched only by an explicit list, and the report says which and why."""
-    advisory = cli_env / "alpine.json"
+    advisory = tmp_path / "alpine.json"
     advisory.write_text(
         json.dumps(
             {
@@ -304,7 +304,7 @@ def test_scan_orders_non_canonical_versions_and_reports_unorderable_ones(
         )
     )
     assert cli(capsys, "feeds", "import", str(advisory))[0] == 0
-    installed = cli_env / "installed"
+    installed = tmp_path / "installed"
     installed.write_text(
         "P:opensmtpd\nV:6.6.1p1-r0\nA:x86_64\n\n"
         "P:musl\nV:snapshot\nA:x86_64\n\n"
