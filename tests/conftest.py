@@ -23,7 +23,12 @@ from sqlalchemy import text
 
 from patchwarden.store.db import Database, open_database
 from patchwarden.store.models import Base
-from tests.support import MISSING_DATA, data_file, shared_data_dir
+from tests.support import MISSING_DATA, TEST_AUDIT_KEY, data_file, shared_data_dir
+
+# One audit key for the test process and every process it starts (tests of the key
+# handling itself remove it with monkeypatch).
+os.environ["PATCHWARDEN_AUDIT_KEY"] = TEST_AUDIT_KEY.text()
+os.environ.pop("PATCHWARDEN_AUDIT_KEY_FILE", None)
 
 DEFAULT_ADMIN_URLS = (
     "postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
@@ -102,11 +107,20 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _truncate_all(database: Database) -> None:
-    """Empty every table, leaving the rows migrations seed (the audit chain head)."""
+    """Empty every table, leaving the rows migrations seed (the audit chain head).
+
+    A trigger refuses TRUNCATE of ``audit_event`` (migration 0013). The fixture switches
+    it off inside this one transaction: ALTER TABLE needs the table's owner (or a
+    superuser), which the test connection is and the refusal does not claim to stop —
+    it stops the application's own writes and anyone without owner rights."""
     names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables if t.name != "audit_head")
     with database.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE audit_event DISABLE TRIGGER audit_event_no_truncate"))
         conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        conn.execute(text("UPDATE audit_head SET seq = 0, last_hash = :h"), {"h": "0" * 64})
+        conn.execute(text("ALTER TABLE audit_event ENABLE TRIGGER audit_event_no_truncate"))
+        conn.execute(
+            text("UPDATE audit_head SET seq = 0, last_hash = :h, key_id = ''"), {"h": "0" * 64}
+        )
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -130,7 +144,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def db(db_url: str) -> Iterator[Database]:
     """An open ``Database`` on a clean schema (SQLite and PostgreSQL)."""
-    database = open_database(db_url, migrate=False)
+    database = open_database(db_url, migrate=False, audit_key=TEST_AUDIT_KEY)
     try:
         yield database
     finally:

@@ -15,7 +15,9 @@ def upgrade_command(
     revision: str = typer.Argument("head", help="Target revision (default: newest)."),
 ) -> int:
     """Apply schema migrations (every command also does this on start)."""
-    engine = make_engine(settings().effective_database_url)
+    cfg = settings()
+    cfg.load_audit_key(create=True)  # the setup step creates the audit key too
+    engine = make_engine(cfg.effective_database_url)
     try:
         upgrade(engine, revision)
         stdout().print(f"database at revision {current_revision(engine)}")

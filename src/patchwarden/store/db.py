@@ -3,6 +3,8 @@
 SQLite is the embedded default (WAL journal, foreign keys on, a busy timeout so several
 processes can share the file); PostgreSQL is reached through the same URL setting.
 ``open_database`` brings the schema to the newest Alembic revision before returning.
+A ``Database`` carries the process's audit key (``store.audit.AuditKey``) to every
+session it makes (``Session.info``), where ``audit.record`` and ``audit.verify`` find it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from patchwarden.core.errors import ConfigError
+from patchwarden.store.audit import SESSION_KEY, AuditKey
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -108,11 +111,15 @@ def current_revision(engine: Engine) -> str | None:
 
 
 class Database:
-    """An engine plus its session factory; the unit the rest of the code passes around."""
+    """An engine plus its session factory; the unit the rest of the code passes around.
 
-    def __init__(self, engine: Engine) -> None:
+    Sessions carry ``audit_key``; without one they can read but not write the audit log
+    (``audit.record`` raises ConfigError)."""
+
+    def __init__(self, engine: Engine, *, audit_key: AuditKey | None = None) -> None:
         self.engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self.audit_key = audit_key
+        self._sessions = sessionmaker(engine, expire_on_commit=False, info={SESSION_KEY: audit_key})
 
     @property
     def connection_capacity(self) -> int:
@@ -148,9 +155,14 @@ class Database:
 
 
 def open_database(
-    url: str, *, migrate: bool = True, pool_size: int = DEFAULT_POOL_SIZE
+    url: str,
+    *,
+    migrate: bool = True,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    audit_key: AuditKey | None = None,
 ) -> Database:
-    """Open the database at ``url`` and bring its schema up to date."""
+    """Open the database at ``url`` and bring its schema up to date; its sessions write
+    the audit log with ``audit_key``."""
     engine = make_engine(url, pool_size=pool_size)
     try:
         if migrate:
@@ -158,4 +170,4 @@ def open_database(
     except SQLAlchemyError as exc:
         engine.dispose()
         raise ConfigError(f"database error at {engine.url!r}: {exc}") from exc
-    return Database(engine)
+    return Database(engine, audit_key=audit_key)
