@@ -160,7 +160,12 @@ def _create_key_file(path: Path) -> AuditKey:
         raise ConfigError(
             f"cannot create the audit key {path}: {exc.strerror}", hint=KEY_HINT
         ) from exc
-    log.warning("created a new audit key %s (key id %s)", path, key.key_id)
+    log.warning(
+        "created the audit key %s (key id %s): keep a copy, and give it to every machine "
+        "that shares this database",
+        path,
+        key.key_id,
+    )
     return key
 
 

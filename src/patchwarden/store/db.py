@@ -118,7 +118,6 @@ class Database:
 
     def __init__(self, engine: Engine, *, audit_key: AuditKey | None = None) -> None:
         self.engine = engine
-        self.audit_key = audit_key
         self._sessions = sessionmaker(engine, expire_on_commit=False, info={SESSION_KEY: audit_key})
 
     @property
