@@ -412,7 +412,7 @@ def test_checkpoint_command_verifies_since_the_last_checkpoint_before_writing(
     first = json.loads(capsys.readouterr().out)
     assert first["written"]["seq"] == first["verified"]["events"]
     assert run(["audit", "checkpoint", "--file", str(cli)]) == 0
-    assert "nothing to checkpoint" in capsys.readouterr().out
+    assert "nothing new to checkpoint" in capsys.readouterr().out
     assert len(cli.read_text().splitlines()) == 1
 
     last = write_events(ctx, 2)

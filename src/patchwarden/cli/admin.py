@@ -594,8 +594,9 @@ def audit_checkpoint(
         )
     elif outcome.written is None:
         stdout().print(
-            f"nothing to checkpoint: the audit log has {result.events} events, "
-            "no more than at the last checkpoint",
+            f"nothing new to checkpoint: the last checkpoint covers all {result.events} events"
+            if result.events
+            else "nothing to checkpoint: the audit log is empty",
             highlight=False,
         )
     else:
