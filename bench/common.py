@@ -15,10 +15,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from patchwarden.store.audit import AuditKey
+
 T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def audit_key() -> AuditKey:
+    """The audit key of this benchmark run (PATCHWARDEN_AUDIT_KEY, else a new one put
+    there): the server processes a benchmark starts inherit it, so they continue the
+    chain its own database connections write."""
+    configured = os.environ.get("PATCHWARDEN_AUDIT_KEY", "")
+    if configured:
+        return AuditKey.from_text(configured, source="PATCHWARDEN_AUDIT_KEY")
+    key = AuditKey.generate()
+    os.environ["PATCHWARDEN_AUDIT_KEY"] = key.text()
+    return key
 
 
 def shared_data_dir() -> Path:

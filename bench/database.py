@@ -38,7 +38,14 @@ from typing import Any
 from sqlalchemy import create_engine, func, select, table, text
 from sqlalchemy.engine import make_url
 
-from bench.common import DEFAULT_POSTGRES_ADMIN_URL, median, peak_rss_mib, reset_peak_rss, rss_mib
+from bench.common import (
+    DEFAULT_POSTGRES_ADMIN_URL,
+    audit_key,
+    median,
+    peak_rss_mib,
+    reset_peak_rss,
+    rss_mib,
+)
 from bench.synth import Fleet, redrift
 from patchwarden.core.model import Advisory
 from patchwarden.store.advisories import import_advisories
@@ -369,7 +376,7 @@ def measure_backend(
         return profile_dir / f"{backend}-{mode}-{n + 1}.prof" if profile_dir else None
 
     with throwaway_database(backend, postgres_admin_url, workdir) as url:
-        database = open_database(url, migrate=True)
+        database = open_database(url, migrate=True, audit_key=audit_key())
         try:
             log(f"{backend}: setup")
             asset_ids = _setup(

@@ -51,6 +51,7 @@ from sqlalchemy import Table, func, insert, select, text, update
 
 from bench.common import (
     add_output_arguments,
+    audit_key,
     finish_report,
     median,
     new_report,
@@ -666,7 +667,7 @@ def measure_db_ticks(
     result: dict[str, Any] = {"backend": backend, "point": point.name, "ticks": []}
     workdir = Path(tempfile.mkdtemp(prefix="pw_bench_orch_"))
     with throwaway_database(backend, args.postgres_url, workdir) as url:
-        database = open_database(url, migrate=True)
+        database = open_database(url, migrate=True, audit_key=audit_key())
         try:
             start = time.perf_counter()
             rollout_id = write_rollout(database, layout, point)
@@ -1133,7 +1134,7 @@ async def measure_dispatch(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"runs": []}
     home = Path(tempfile.mkdtemp(prefix="pw_bench_dispatch_"))
     with throwaway_database("postgres", args.postgres_url, None) as url:
-        database = open_database(url, migrate=True)
+        database = open_database(url, migrate=True, audit_key=audit_key())
         try:
             with database.session() as session:
                 _row, token = create_enrollment_token(

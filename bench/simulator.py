@@ -65,6 +65,7 @@ from bench.agentcycle import measure_agent
 from bench.breakdown import checkin_breakdown, upload_breakdown
 from bench.common import (
     add_output_arguments,
+    audit_key,
     finish_report,
     median,
     new_report,
@@ -870,7 +871,7 @@ async def _main_async(args: argparse.Namespace, report: dict[str, Any]) -> None:
     }
 
     with throwaway_database("postgres", args.postgres_url, None) as url:
-        database = open_database(url, migrate=True)
+        database = open_database(url, migrate=True, audit_key=audit_key())
         home = Path(tempfile.mkdtemp(prefix="pw_bench_sim_"))
         try:
             _log("importing advisories into PostgreSQL")

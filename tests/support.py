@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from patchwarden.store.audit import AuditKey
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 #: ``python -c MEMORY_PROBE ARCHIVE ARGS...`` runs a zipapp like ``python ARCHIVE ARGS...``
@@ -24,6 +26,11 @@ status = dict(line.split(":", 1) for line in open("/proc/self/status"))
 sys.stderr.write("MEMORY %s %s\\n" % (status["VmRSS"].split()[0], status["VmHWM"].split()[0]))
 sys.exit(code)
 """
+
+
+#: The audit key of every test: test-side databases write with it, and conftest exports
+#: it as PATCHWARDEN_AUDIT_KEY, so CLI runs and server processes started by tests too.
+TEST_AUDIT_KEY = AuditKey(bytes(range(32)))
 
 
 def shared_data_dir() -> Path:

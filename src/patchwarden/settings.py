@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from patchwarden.core.errors import ConfigError
+from patchwarden.store.audit import AuditKey, read_key_file
 
 
 def _default_home() -> Path:
@@ -128,12 +129,41 @@ class Settings(BaseSettings):
         description="How many times its compressed size a feed file or member may "
         "decompress to (judged past its first MiB).",
     )
+    audit_key: SecretStr = Field(
+        default=SecretStr(""),
+        description=(
+            "The audit log's key (64 hex digits), instead of the key file: for several "
+            "machines sharing one database."
+        ),
+    )
+    audit_key_file: Path | None = Field(
+        default=None,
+        description="File holding the audit key (default <home>/audit.key, mode 600).",
+    )
+    audit_checkpoint_file: Path | None = Field(
+        default=None,
+        description="File the server appends audit checkpoints to "
+        "(default <home>/audit-checkpoints.jsonl).",
+    )
+    audit_checkpoint_interval: float = Field(
+        default=3600,
+        ge=0,
+        le=7 * 86400,
+        description="Seconds between the server's audit checkpoints (0: none).",
+    )
 
     @field_validator("report_processes", mode="before")
     @classmethod
     def _empty_is_default(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
             return None  # PATCHWARDEN_REPORT_PROCESSES= (empty): the default
+        return value
+
+    @field_validator("audit_key_file", "audit_checkpoint_file", mode="before")
+    @classmethod
+    def _optional_path(cls, value: object) -> object:
+        if isinstance(value, str):
+            return Path(value).expanduser() if value.strip() else None  # empty: the default
         return value
 
     @field_validator("home", "credentials_file", mode="before")
@@ -154,6 +184,25 @@ class Settings(BaseSettings):
     def feed_cache_dir(self) -> Path:
         """Where downloaded feed files are kept between syncs."""
         return self.home / "feeds"
+
+    @property
+    def audit_key_path(self) -> Path:
+        """Where the audit key file is."""
+        return self.audit_key_file or self.home / "audit.key"
+
+    @property
+    def audit_checkpoint_path(self) -> Path:
+        """Where audit checkpoints are appended by default."""
+        return self.audit_checkpoint_file or self.home / "audit-checkpoints.jsonl"
+
+    def load_audit_key(self, *, create: bool = False) -> AuditKey:
+        """The audit key: PATCHWARDEN_AUDIT_KEY, else the key file (created with a new
+        random key when ``create`` and missing: the commands that set up or run the
+        server do that). ConfigError when there is none."""
+        configured = self.audit_key.get_secret_value()
+        if configured.strip():
+            return AuditKey.from_text(configured, source="PATCHWARDEN_AUDIT_KEY")
+        return read_key_file(self.audit_key_path, create=create)
 
     def ensure_home(self) -> Path:
         """Create the state directory (mode 0700) and return it."""

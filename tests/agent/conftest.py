@@ -25,6 +25,7 @@ from patchwarden.server.services import agents
 from patchwarden.store.audit import Actor
 from patchwarden.store.db import Database, open_database
 from patchwarden.store.models import AgentReportRow
+from tests.support import TEST_AUDIT_KEY
 
 OS_RELEASE = 'ID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\nNAME="Debian GNU/Linux"\n'
 STANZA = (
@@ -127,7 +128,7 @@ class LiveServer:
 @pytest.fixture
 def database(db_url: str) -> Iterator[Database]:
     """The test database, opened by the test process (the server has its own pool)."""
-    db = open_database(db_url, migrate=False)
+    db = open_database(db_url, migrate=False, audit_key=TEST_AUDIT_KEY)
     try:
         yield db
     finally:

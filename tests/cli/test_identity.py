@@ -23,6 +23,7 @@ from patchwarden.store.db import open_database
 from patchwarden.store.inventory import record_inventory
 from patchwarden.store.models import ApiTokenRow, AuditEventRow, RiskExceptionRow, UserRow
 from tests.conftest import make_user_token
+from tests.support import TEST_AUDIT_KEY
 
 DEBIAN = OsInfo(id="debian", version_id="12", ecosystem="Debian:12", family="debian")
 
@@ -44,7 +45,7 @@ def anonymous(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> s
 
 
 def _asset(url: str) -> int:
-    database = open_database(url)
+    database = open_database(url, audit_key=TEST_AUDIT_KEY)
     try:
         with database.session() as session:
             asset_id, _ = record_inventory(
@@ -62,7 +63,7 @@ def _asset(url: str) -> int:
 
 
 def _exception(url: str) -> RiskExceptionRow:
-    database = open_database(url)
+    database = open_database(url, audit_key=TEST_AUDIT_KEY)
     try:
         with database.session() as session:
             row = session.scalars(select(RiskExceptionRow)).one()
@@ -113,7 +114,7 @@ def test_a_unix_login_is_not_an_identity(
 def test_the_same_user_through_the_api_and_the_cli_is_one_person(
     anonymous: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    database = open_database(anonymous)
+    database = open_database(anonymous, audit_key=TEST_AUDIT_KEY)
     ctx = AppContext(db=database)
     bob_id, bob_token = make_user_token(anonymous, "bob", "admin")
     alice_id, alice_token = make_user_token(anonymous, "alice", "approver")
@@ -231,7 +232,7 @@ def test_login_whoami_logout(
     code, out, _ = cli(capsys, "logout", "--json")
     assert (code, json.loads(out)) == (0, {"signed_out": "carol"})
     assert json.loads(credentials.read_text()) == {}
-    database = open_database(anonymous)
+    database = open_database(anonymous, audit_key=TEST_AUDIT_KEY)
     try:
         with database.session() as session:
             carol = session.scalars(select(UserRow).where(UserRow.username == "carol")).one()

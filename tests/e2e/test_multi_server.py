@@ -18,6 +18,7 @@ from patchwarden.store.audit import Actor, verify
 from patchwarden.store.db import open_database
 from patchwarden.store.models import AgentReportRow, AssetPackage, AssetRow
 from tests.e2e.servers import running_servers
+from tests.support import TEST_AUDIT_KEY
 
 DEBIAN = OsInfo(id="debian", version_id="12", ecosystem="Debian:12", family="debian")
 
@@ -32,7 +33,7 @@ def inventory(host: str, extra: int) -> bytes:
 
 
 def test_two_servers_one_postgres(postgres_url: str, tmp_path: Path) -> None:
-    database = open_database(postgres_url, migrate=False)
+    database = open_database(postgres_url, migrate=False, audit_key=TEST_AUDIT_KEY)
     hosts = 12
     with database.session() as session:
         _row, token = agents.create_enrollment_token(

@@ -21,6 +21,7 @@ from patchwarden.store.db import open_database
 from patchwarden.store.models import AgentReportRow
 from tests.e2e.servers import REPO, free_port
 from tests.e2e.test_multi_server import inventory
+from tests.support import TEST_AUDIT_KEY
 
 T = TypeVar("T")
 
@@ -58,7 +59,7 @@ def _wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60) -> 
 def test_server_runs_restarts_and_stops_its_report_workers(
     postgres_url: str, tmp_path: Path
 ) -> None:
-    database = open_database(postgres_url, migrate=False)
+    database = open_database(postgres_url, migrate=False, audit_key=TEST_AUDIT_KEY)
     with database.session() as session:
         _row, token = agents.create_enrollment_token(
             session, Actor("test", "system"), now=datetime.now(UTC), max_uses=1

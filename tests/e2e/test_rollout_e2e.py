@@ -66,6 +66,7 @@ from tests.e2e.rollout_support import (
     wait_for,
 )
 from tests.e2e.servers import ServerProcess
+from tests.support import TEST_AUDIT_KEY
 
 WEDNESDAY = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 #: 02:05 in Berlin: five minutes into the production window.
@@ -173,7 +174,7 @@ def scene(
     clock = FileClock(tmp_path / "clock", WEDNESDAY)
     monkeypatch.setenv("PATCHWARDEN_TEST_CLOCK_FILE", str(clock.path))
     monkeypatch.setenv("PATCHWARDEN_ORCHESTRATOR_INTERVAL", "0.2")
-    database = open_database(db_url, migrate=False)
+    database = open_database(db_url, migrate=False, audit_key=TEST_AUDIT_KEY)
     with database.session() as session:
         import_advisories(session, advisories())
         olga = create_user(

@@ -21,6 +21,7 @@ from patchwarden.cli.common import (
     now,
     print_json,
     read_secret,
+    settings,
     stderr,
     stdout,
 )
@@ -561,23 +562,88 @@ def groups_delete(group: str) -> int:
 
 
 @audit_app.command("verify")
-def audit_verify(as_json: bool = JsonFlag) -> int:
-    """Recompute the hash chain; exit 1 when it was tampered with."""
+def audit_verify(
+    checkpoint: Path | None = typer.Option(
+        None,
+        "--checkpoint",
+        help="Checkpoint file: every checkpoint's signature is checked, and that the "
+        "database still holds the checkpointed event with that hash.",
+    ),
+    as_json: bool = JsonFlag,
+) -> int:
+    """Recompute the keyed chain; exit 1 when it was tampered with (or, with
+    --checkpoint, cut back or rewritten since a checkpoint)."""
+    lines = audit.read_checkpoint_lines(checkpoint) if checkpoint is not None else None
     with database() as db, db.session() as session:
-        result = audit.verify(session)
+        result = audit.verify(session, checkpoints=lines)
     if as_json:
+        print_json(result.as_json())
+    elif result.ok:
+        legacy = (
+            f", the first {result.legacy_events} written before the chain was keyed"
+            if result.legacy_events
+            else ""
+        )
+        anchored = (
+            f"; {result.checkpoints} checkpoints match"
+            if checkpoint is not None
+            else " (not compared with checkpoints: pass --checkpoint FILE)"
+        )
+        stdout().print(
+            f"[green]audit log intact[/]: {result.events} events{legacy}, "
+            f"key {result.key_id}{anchored}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        stderr().print(f"[bold red]audit log tampered[/]: {escape(result.problem)}", soft_wrap=True)
+    return EXIT_OK if result.ok else 1
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    file: Path | None = typer.Option(
+        None,
+        "--file",
+        help="Checkpoint file to append to (default PATCHWARDEN_AUDIT_CHECKPOINT_FILE, "
+        "else $PATCHWARDEN_HOME/audit-checkpoints.jsonl).",
+    ),
+    as_json: bool = JsonFlag,
+) -> int:
+    """Verify the chain since the file's last checkpoint, then append a signed
+    checkpoint of its head; exit 1 (nothing written) when the chain does not verify."""
+    path = file or settings().audit_checkpoint_path
+    with database() as db, db.session() as session:
+        outcome = audit.write_checkpoint(session, path, now=now())
+    result = outcome.verified
+    if as_json:
+        written = outcome.written
         print_json(
             {
-                "ok": result.ok,
-                "events": result.events,
-                "problem": result.problem or None,
-                "bad_seq": result.bad_seq,
+                "written": None if written is None else orjson.loads(written.line()),
+                "file": str(path),
+                "verified": result.as_json(),
             }
         )
-    elif result.ok:
-        stdout().print(f"[green]audit log intact[/]: {result.events} events")
+    elif not result.ok:
+        stderr().print(
+            f"[bold red]audit log tampered, no checkpoint written[/]: {escape(result.problem)}",
+            soft_wrap=True,
+        )
+    elif outcome.written is None:
+        stdout().print(
+            f"nothing new to checkpoint: the last checkpoint covers all {result.events} events"
+            if result.events
+            else "nothing to checkpoint: the audit log is empty",
+            highlight=False,
+        )
     else:
-        stderr().print(f"[bold red]audit log tampered[/]: {escape(result.problem)}")
+        stdout().print(
+            f"checkpoint of event {outcome.written.seq} "
+            f"(hash {outcome.written.hash[:16]}…) appended to {escape(str(path))}",
+            highlight=False,
+            soft_wrap=True,
+        )
     return EXIT_OK if result.ok else 1
 
 

@@ -63,8 +63,10 @@ def settings() -> Settings:
 
 @contextmanager
 def database() -> Iterator[Database]:
-    """The configured database, migrated to the newest schema."""
-    db = open_database(settings().effective_database_url)
+    """The configured database, migrated to the newest schema, writing the audit log with
+    the configured audit key (created, like the schema, when there is none yet)."""
+    cfg = settings()
+    db = open_database(cfg.effective_database_url, audit_key=cfg.load_audit_key(create=True))
     try:
         yield db
     finally:

@@ -16,7 +16,9 @@ def upgrade_command(
 ) -> int:
     """Apply schema migrations: the one explicit place besides `up` and `server`, which
     migrate before their workers start. Other commands refuse an out-of-date schema."""
-    engine = make_engine(settings().effective_database_url)
+    cfg = settings()
+    cfg.load_audit_key(create=True)  # the setup step creates the audit key too
+    engine = make_engine(cfg.effective_database_url)
     try:
         upgrade(engine, revision)
         stdout().print(f"database at revision {current_revision(engine)}")

@@ -27,6 +27,7 @@ from patchwarden.server.main import config_from
 from patchwarden.server.report_worker import ReportWorkers, run_worker
 from patchwarden.server.services import identity
 from patchwarden.settings import Settings
+from patchwarden.store import audit
 from patchwarden.store.audit import Actor
 from patchwarden.store.db import Database, open_database
 from patchwarden.store.models import FeedState, UserRow
@@ -76,8 +77,9 @@ def server(
         # As many as there are request processes: under load the requests get the
         # cores first (niceness), and the backlog drains in parallel afterwards.
         report_processes = 0 if sqlite else workers
-    # Migrate once here, before any worker starts; workers only check the schema.
-    open_database(cfg.effective_database_url, migrate=True).dispose()
+    # Migrate (and create the audit key) once here, before any worker starts; workers
+    # only check the schema and load the key.
+    _open_checked(cfg).dispose()
     if tls:
         os.environ["PATCHWARDEN_SECURE_COOKIES"] = "1"
     report_workers = None
@@ -121,7 +123,7 @@ def report_worker(
         raise ConfigError(f"--index {index} is not below --count {count}")
     cfg = settings()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s report-worker %(message)s")
-    db = open_database(cfg.effective_database_url, pool_size=2)
+    db = open_database(cfg.effective_database_url, pool_size=2, audit_key=cfg.load_audit_key())
     try:
         run_worker(
             db,
@@ -134,6 +136,21 @@ def report_worker(
     finally:
         db.dispose()
     return 0
+
+
+def _open_checked(cfg: Settings) -> Database:
+    """The migrated database with the audit key (created when missing), refused when the
+    audit log is keyed with another key: found at start, not at the first change."""
+    db = open_database(
+        cfg.effective_database_url, migrate=True, audit_key=cfg.load_audit_key(create=True)
+    )
+    try:
+        with db.session() as session:
+            audit.check_key(session)
+    except BaseException:
+        db.dispose()
+        raise
+    return db
 
 
 def bootstrap_admin(db: Database, cfg: Settings) -> str | None:
@@ -191,7 +208,7 @@ def up(
     """The main job: server on the embedded database, admin account, a local agent for
     this host, feeds when reachable — and the dashboard URL."""
     cfg = settings()
-    db = open_database(cfg.effective_database_url, migrate=True)
+    db = _open_checked(cfg)
     generated = bootstrap_admin(db, cfg)
     # One process on the embedded database: it applies agent reports in a thread.
     ctx = AppContext(db=db, config=replace(config_from(cfg), apply_reports=True))

@@ -40,6 +40,7 @@ from patchwarden.server.reports import ReportProcessor
 from patchwarden.server.services.agents import pending_reports, requeue_stale
 from patchwarden.server.services.orchestrator import run_loop
 from patchwarden.server.web import enrollment, pages
+from patchwarden.store.audit import PeriodicCheckpoints
 
 log = logging.getLogger("patchwarden.server")
 
@@ -139,6 +140,13 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
             _app.state.reports = processor
             tasks.append(asyncio.create_task(_sweep_reports(ctx, processor, stop, 10.0)))
         if background:
+            checkpoints = None
+            if ctx.config.audit_checkpoint_file and ctx.config.audit_checkpoint_interval > 0:
+                checkpoints = PeriodicCheckpoints(
+                    ctx.db,
+                    ctx.config.audit_checkpoint_file,
+                    timedelta(seconds=ctx.config.audit_checkpoint_interval),
+                )
             loop_thread = threading.Thread(
                 target=run_loop,
                 kwargs={
@@ -146,6 +154,7 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
                     "clock": ctx.now,
                     "should_stop": halt_loop.wait,
                     "every": ctx.config.orchestrator_interval,
+                    "after_tick": checkpoints,
                 },
                 name="orchestrator",
                 daemon=True,

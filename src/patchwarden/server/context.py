@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from patchwarden.store.db import Database
 
@@ -31,6 +32,10 @@ class ServerConfig:
     #: Apply acknowledged agent reports in a thread of this process (False: report
     #: worker processes do, see server/report_worker.py).
     apply_reports: bool = True
+    #: Where the elected orchestrator appends audit checkpoints, and how often
+    #: (seconds; 0 or no file: never).
+    audit_checkpoint_file: Path | None = None
+    audit_checkpoint_interval: float = 0.0
 
 
 @dataclass

@@ -23,6 +23,8 @@ def config_from(settings: Settings, *, tls: bool = False) -> ServerConfig:
         secure_cookies=settings.secure_cookies or tls,
         orchestrator_interval=settings.orchestrator_interval,
         apply_reports=settings.report_processor == "thread",
+        audit_checkpoint_file=settings.audit_checkpoint_path,
+        audit_checkpoint_interval=settings.audit_checkpoint_interval,
     )
 
 
@@ -44,7 +46,11 @@ def app_factory() -> FastAPI:
     """uvicorn factory: one app per worker process, each with its own connection pool."""
     settings = load_settings()
     settings.ensure_home()
-    database = open_database(settings.effective_database_url, pool_size=settings.database_pool_size)
+    database = open_database(
+        settings.effective_database_url,
+        pool_size=settings.database_pool_size,
+        audit_key=settings.load_audit_key(),
+    )
     ctx = AppContext(db=database, config=config_from(settings))
     clock_file = os.environ.get("PATCHWARDEN_TEST_CLOCK_FILE")
     if clock_file:

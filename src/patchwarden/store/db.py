@@ -9,6 +9,8 @@ Migrations run in one explicit place: ``open_database(url, migrate=True)``, used
 refuses a database whose schema is not the one this code was written for, with a hint
 to run ``patchwarden db upgrade``: several server workers or a read-only command must
 never race to change the schema under each other.
+A ``Database`` carries the process's audit key (``store.audit.AuditKey``) to every
+session it makes (``Session.info``), where ``audit.record`` and ``audit.verify`` find it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from patchwarden.core.errors import ConfigError, PatchwardenError
+from patchwarden.store.audit import SESSION_KEY, AuditKey
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -160,11 +163,14 @@ def require_current_schema(engine: Engine) -> None:
 
 
 class Database:
-    """An engine plus its session factory; the unit the rest of the code passes around."""
+    """An engine plus its session factory; the unit the rest of the code passes around.
 
-    def __init__(self, engine: Engine) -> None:
+    Sessions carry ``audit_key``; without one they can read but not write the audit log
+    (``audit.record`` raises ConfigError)."""
+
+    def __init__(self, engine: Engine, *, audit_key: AuditKey | None = None) -> None:
         self.engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._sessions = sessionmaker(engine, expire_on_commit=False, info={SESSION_KEY: audit_key})
 
     @property
     def connection_capacity(self) -> int:
@@ -200,9 +206,13 @@ class Database:
 
 
 def open_database(
-    url: str, *, migrate: bool = False, pool_size: int = DEFAULT_POOL_SIZE
+    url: str,
+    *,
+    migrate: bool = False,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    audit_key: AuditKey | None = None,
 ) -> Database:
-    """Open the database at ``url``.
+    """Open the database at ``url``; its sessions write the audit log with ``audit_key``.
 
     With ``migrate`` the schema is brought up to date first (only the explicit places
     named in this module's docstring pass it); without, a schema that is not exactly
@@ -220,4 +230,4 @@ def open_database(
     except PatchwardenError:
         engine.dispose()
         raise
-    return Database(engine)
+    return Database(engine, audit_key=audit_key)

@@ -434,8 +434,10 @@ class AgentReportRow(Base):
 
 
 class AuditEventRow(Base):
-    """One audited mutation. Append-only (database triggers refuse UPDATE/DELETE) and
-    hash-chained: ``hash = sha256(prev_hash || canonical JSON of the event)``."""
+    """One audited mutation. Append-only (database triggers refuse UPDATE, DELETE and
+    TRUNCATE) and chained: ``hash = HMAC-SHA256(audit key, prev_hash || canonical JSON
+    of the event)``, the key named by ``key_id``. Events written before the chain was
+    keyed have an empty ``key_id`` and ``hash = sha256(prev_hash || JSON)``."""
 
     __tablename__ = "audit_event"
 
@@ -452,16 +454,19 @@ class AuditEventRow(Base):
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(16), default="", server_default="")
 
 
 class AuditHeadRow(Base):
-    """The single row that serializes audit appends and remembers the chain's head."""
+    """The single row that serializes audit appends and remembers the chain's head (and
+    the id of the key it is written with). Triggers refuse DELETE and TRUNCATE."""
 
     __tablename__ = "audit_head"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)
     last_hash: Mapped[str] = mapped_column(String(64), default="0" * 64)
+    key_id: Mapped[str] = mapped_column(String(16), default="", server_default="")
 
 
 # -------------------------------------------------------------------------- groups

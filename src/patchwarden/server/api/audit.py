@@ -7,8 +7,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import func, select
 
-from patchwarden.server.auth import DbSession, Permission, Principal, TransactionalRoute
-from patchwarden.store.audit import event_json, verify
+from patchwarden.server.auth import (
+    DbSession,
+    Permission,
+    Principal,
+    TransactionalRoute,
+    context,
+)
+from patchwarden.server.context import AppContext
+from patchwarden.store.audit import event_json, read_checkpoint_lines, verify
 from patchwarden.store.models import AuditEventRow
 
 router = APIRouter(route_class=TransactionalRoute, prefix="/api/v1/audit", tags=["audit"])
@@ -45,12 +52,11 @@ def events(
 
 
 @router.get("/verify")
-def verify_chain(_who: Auditor, session: DbSession) -> dict[str, Any]:
-    """Recompute the hash chain; ``ok`` is false with the first broken event otherwise."""
-    result = verify(session)
-    return {
-        "ok": result.ok,
-        "events": result.events,
-        "problem": result.problem or None,
-        "bad_seq": result.bad_seq,
-    }
+def verify_chain(
+    _who: Auditor, session: DbSession, ctx: Annotated[AppContext, Depends(context)]
+) -> dict[str, Any]:
+    """Recompute the keyed chain and check it against the server's checkpoint file (when
+    it has written one); ``ok`` is false with the first problem otherwise."""
+    path = ctx.config.audit_checkpoint_file
+    lines = read_checkpoint_lines(path) if path is not None and path.exists() else None
+    return verify(session, checkpoints=lines).as_json()

@@ -410,14 +410,18 @@ def run_loop(
     clock: Callable[[], datetime],
     should_stop: Callable[[float], bool],
     every: float = 5.0,
+    after_tick: Callable[[datetime], None] | None = None,
 ) -> None:
-    """Elect, then tick every ``every`` seconds until ``should_stop(wait)`` says so."""
+    """Elect, then tick every ``every`` seconds until ``should_stop(wait)`` says so.
+    The leader calls ``after_tick(now)`` after each tick (periodic audit checkpoints)."""
     leadership = Leadership(database)
     try:
         while True:
             try:
                 if leadership.acquire():
                     tick(database, now=clock())
+                    if after_tick is not None:
+                        after_tick(clock())
             except Exception:  # keep the loop alive across database blips and bad rows
                 log.exception("orchestrator tick failed")
                 leadership.release()
