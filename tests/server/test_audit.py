@@ -246,10 +246,9 @@ def write_events(ctx: AppContext, count: int) -> int:
 
 
 @pytest.fixture
-def cli(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The CLI on the test database (with the test audit key); a checkpoint file path."""
-    monkeypatch.setenv("PATCHWARDEN_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("PATCHWARDEN_DATABASE_URL", db_url)
+def cli(cli_env: str, tmp_path: Path) -> Path:
+    """The signed-in CLI on the test database (with the test audit key); a checkpoint
+    file path."""
     return tmp_path / "outside" / "checkpoints.jsonl"
 
 
