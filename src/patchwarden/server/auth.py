@@ -60,6 +60,8 @@ class Principal:
     asset_id: int | None = None
     csrf_token: str = ""
     ip: str = ""
+    #: When the API token authenticating this caller expires (None: not a token).
+    token_expires_at: datetime | None = None
 
     def agent_asset(self) -> int:
         """The asset an agent principal acts for (only agents have one)."""
@@ -169,6 +171,7 @@ def _user_from_token(session: Session, raw: str, now: datetime, ip: str) -> Prin
         user_id=user.id,
         role=user.role,
         ip=ip,
+        token_expires_at=row.expires_at,
     )
 
 
