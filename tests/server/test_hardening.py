@@ -235,6 +235,22 @@ def test_nul_in_a_page_url_or_login_form_is_a_clear_refusal(
     assert posted.status_code == 422, posted.text
 
 
+def test_pages_refuse_out_of_range_ids_and_nul_in_forms(
+    ctx: AppContext, app_client: TestClient
+) -> None:
+    headers = {**bearer(_token(ctx, "admin", None)), "Accept": "text/html"}
+    for path in ("/assets/2147483648", "/rollouts/99999999999", "/groups/2147483648"):
+        assert app_client.get(path, headers=headers).status_code == 422, path
+    overview = app_client.get("/?group=\u00b2", headers=headers)  # a digit to isdigit only
+    assert overview.status_code == 200
+    form = app_client.post(
+        "/exceptions",
+        data={"justification": "because\x00", "days": "30", "advisory": "CVE-1"},
+        headers=headers,
+    )
+    assert form.status_code == 422, form.text
+
+
 def test_agent_payloads_out_of_range_are_refused(ctx: AppContext, app_client: TestClient) -> None:
     agent = bearer(_agent(ctx))
     checkin = app_client.post(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from patchwarden.server.types import MAX_ID
+from patchwarden.server.types import parse_id
 
 ROLES = ("admin", "operator", "approver", "auditor")
 
@@ -112,10 +112,10 @@ def parse_token(text: str, prefix: str) -> BearerToken | None:
     if not sep or head != prefix:
         return None
     ident, sep, secret = rest.partition("_")
-    if not sep or not secret or not ident.isascii() or not ident.isdigit() or len(ident) > 10:
+    row_id = parse_id(ident)
+    if not sep or row_id is None or not secret or len(secret) > _MAX_SECRET:
         return None
-    row_id = int(ident)
-    if not 1 <= row_id <= MAX_ID or len(secret) > _MAX_SECRET or not secret.isascii():
+    if not secret.isascii():
         return None
     return BearerToken(prefix, row_id, secret)
 

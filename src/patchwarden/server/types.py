@@ -68,6 +68,18 @@ def _storable_text(value: str) -> str:
 #: Storable text (no NUL, valid Unicode); give its length with ``Field(max_length=…)``.
 Text = Annotated[str, AfterValidator(_storable_text), _StorableText()]
 
+
+def parse_id(text: str) -> int | None:
+    """The row id written in ``text`` (ASCII digits, 1 to 2**31-1), or None.
+
+    ``str.isdigit`` alone is not enough: it accepts ``²``, which ``int`` refuses, and
+    any number of digits, which the database refuses."""
+    if not text.isascii() or not text.isdigit() or len(text) > len(str(MAX_ID)):
+        return None
+    value = int(text)
+    return value if 1 <= value <= MAX_ID else None
+
+
 #: A row id (path, query or body): 1 to 2**31-1.
 Id = Annotated[int, Interval(ge=1, le=MAX_ID)]
 
