@@ -121,9 +121,10 @@ def _start(tmp_path: Path, **env: str) -> Iterator[Server]:
             process.wait(timeout=10)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    yield from _start(tmp_path)
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the module (the tests only read from it, or fail to sign in)."""
+    yield from _start(tmp_path_factory.mktemp("server"))
 
 
 def _raw_request(port: int, head: bytes, body: Iterator[bytes]) -> bytes:
@@ -233,7 +234,8 @@ def _failed_login_ip(server: Server, forwarded: str) -> str:
     database = open_database(server.database_url, migrate=False)
     try:
         with database.session() as session:
-            return session.scalars(select(LoginAttemptRow.ip)).one()
+            latest = select(LoginAttemptRow.ip).order_by(LoginAttemptRow.id.desc()).limit(1)
+            return session.scalars(latest).one()
     finally:
         database.dispose()
 
