@@ -5,6 +5,7 @@ Every setting is documented in README.md ("Settings"); keep the two in step.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from functools import cached_property
 from pathlib import Path
@@ -68,6 +69,23 @@ class Settings(BaseSettings):
     session_hours: int = Field(default=12, ge=1, le=24 * 30, description="Browser session life.")
     secure_cookies: bool = Field(
         default=False, description="Mark session cookies Secure (set when serving HTTPS)."
+    )
+    max_json_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description=(
+            "Largest request body of every API route and form (413 beyond it), checked "
+            "before parsing; agent inventory uploads and script packages have their own."
+        ),
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description=(
+            "Comma-separated addresses or networks of reverse proxies whose "
+            "X-Forwarded-For / X-Forwarded-Proto `patchwarden server` believes. Empty: "
+            "none; the peer address is the client's."
+        ),
     )
     orchestrator_interval: float = Field(
         default=5.0, gt=0, le=3600, description="Seconds between orchestrator passes."
@@ -165,6 +183,17 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return Path(value).expanduser() if value.strip() else None  # empty: the default
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        for item in (part.strip() for part in value.split(",")):
+            if item:
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"{item!r} is not an IP address or network") from exc
+        return ",".join(part.strip() for part in value.split(",") if part.strip())
 
     @field_validator("home", "credentials_file", mode="before")
     @classmethod

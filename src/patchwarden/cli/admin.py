@@ -155,10 +155,18 @@ def tokens_create(
     scopes: list[str] = typer.Option(
         [], "--scope", help="Permission (repeatable); default: all of the user's role."
     ),
-    days: int = typer.Option(90, "--days", min=1, max=366, help="Lifetime in days."),
+    days: int | None = typer.Option(
+        None,
+        "--days",
+        min=1,
+        max=366,
+        help="Lifetime in days (default 90, cut to the expiry of the token you act with).",
+    ),
     as_json: bool = JsonFlag,
 ) -> int:
-    """Create an API token; the secret is printed once."""
+    """Create an API token; the secret is printed once. It holds at most the scopes and
+    lives at most as long as the token the CLI acts with (your login or
+    PATCHWARDEN_TOKEN), like a token created through the API with a token."""
     with database() as db, db.session() as session:
         who = operator(session, "tokens:self", now=now())
         user = identity.get_user(session, username if username else who.user_id or 0)
@@ -166,8 +174,17 @@ def tokens_create(
             raise PermissionDenied(
                 f"{who.name} may create tokens only for themselves (users:write needed)"
             )
+        # The CLI acts with a token: what it creates is bounded by it, as over the API.
         row, secret = identity.create_token(
-            session, who.actor(), user, name=name, scopes=scopes or None, days=days, now=now()
+            session,
+            who.actor(),
+            user,
+            name=name,
+            scopes=scopes or None,
+            days=days,
+            now=now(),
+            within=who.permissions,
+            not_after=who.token_expires_at,
         )
         out = {**identity.token_json(row), "token": secret}
         username = user.username

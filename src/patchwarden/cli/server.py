@@ -44,6 +44,17 @@ def _tls_options(cert: Path | None, key: Path | None) -> dict[str, Any]:
     return {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
 
 
+def proxy_options(cfg: Settings) -> dict[str, Any]:
+    """uvicorn's forwarded-header handling: only from PATCHWARDEN_TRUSTED_PROXIES.
+
+    uvicorn's defaults believe ``X-Forwarded-For`` from 127.0.0.1, so any local client
+    could pick the address that sign-in limits and the audit log see.
+    """
+    if not cfg.trusted_proxies:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": cfg.trusted_proxies}
+
+
 def server(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8080, "--port", min=1, max=65535, help="TCP port."),
@@ -96,7 +107,7 @@ def server(
             port=port,
             workers=workers,
             log_level=log_level,
-            proxy_headers=True,
+            **proxy_options(cfg),
             **tls,
         )
     finally:
@@ -213,7 +224,9 @@ def up(
     # One process on the embedded database: it applies agent reports in a thread.
     ctx = AppContext(db=db, config=replace(config_from(cfg), apply_reports=True))
     app = create_app(ctx)
-    uv = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    uv = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", **proxy_options(cfg))
+    )
     thread = threading.Thread(target=uv.run, name="uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

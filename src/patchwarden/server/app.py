@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from patchwarden import __version__
 from patchwarden.core.errors import (
@@ -36,6 +37,8 @@ from patchwarden.server.admission import DatabaseAdmission, admission_limit
 from patchwarden.server.api import agent, assets, audit, deploy, groups, identity
 from patchwarden.server.auth import Permission, Principal, Public
 from patchwarden.server.context import AppContext
+from patchwarden.server.guards import RequestLimits, SecurityHeaders
+from patchwarden.server.openapi import document
 from patchwarden.server.reports import ReportProcessor
 from patchwarden.server.services.agents import pending_reports, requeue_stale
 from patchwarden.server.services.orchestrator import run_loop
@@ -70,19 +73,7 @@ _DOCS_PAGE = """<!doctype html>
 (<code>patchwarden tokens create</code>) or a browser session.</p>
 <table id="ops"><thead><tr><th>Method</th><th>Path</th><th>Summary</th></tr></thead>
 <tbody></tbody></table></main>
-<script>
-fetch("/api/openapi.json").then(r => r.json()).then(spec => {
-  const body = document.querySelector("#ops tbody");
-  for (const [path, ops] of Object.entries(spec.paths)) {
-    for (const [method, op] of Object.entries(ops)) {
-      const row = body.insertRow();
-      row.insertCell().textContent = method.toUpperCase();
-      row.insertCell().textContent = path;
-      row.insertCell().textContent = op.summary || "";
-    }
-  }
-});
-</script></body></html>
+<script src="/static/api-docs.js"></script></body></html>
 """
 
 
@@ -184,7 +175,25 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
         redoc_url=None,
     )
     app.state.ctx = ctx
+    # Added innermost first: security headers wrap everything, body limits come
+    # before admission so a refused body never waits for (or holds) a slot.
     app.add_middleware(DatabaseAdmission, limit=admission_limit(ctx.db.connection_capacity))
+    app.add_middleware(
+        RequestLimits,
+        default=ctx.config.max_json_bytes,
+        limits={
+            ("PUT", "/api/agent/v1/inventory"): ctx.config.max_inventory_bytes,
+            ("POST", "/api/v1/script-packages"): ctx.config.max_script_package_bytes,
+        },
+    )
+    app.add_middleware(SecurityHeaders, tls=ctx.config.secure_cookies)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document(app, FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/api/openapi.json", include_in_schema=False)
     def openapi_schema(_who: Annotated[Principal, Depends(Permission("read"))]) -> dict[str, Any]:
@@ -213,6 +222,21 @@ def create_app(ctx: AppContext, *, background: bool = True) -> FastAPI:
             headers["WWW-Authenticate"] = "Bearer"
         body = {"error": exc.message, "hint": exc.hint, "type": type(exc).__name__}
         return JSONResponse(body, status_code=status, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _framework_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        # The framework's own refusals (unknown path, wrong method, a body that is not
+        # UTF-8 JSON) in the app's error body; an unreadable body is a validation error.
+        if exc.status_code == 400:
+            status, kind = 422, "ValidationFailed"
+            message = "the request body is not valid JSON (it must be UTF-8)"
+        else:
+            status, kind, message = exc.status_code, "HTTPError", str(exc.detail)
+        return JSONResponse(
+            {"error": message, "hint": None, "type": kind},
+            status_code=status,
+            headers=dict(exc.headers or {}),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> Response:

@@ -60,6 +60,8 @@ class Principal:
     asset_id: int | None = None
     csrf_token: str = ""
     ip: str = ""
+    #: When the API token authenticating this caller expires (None: not a token).
+    token_expires_at: datetime | None = None
 
     def agent_asset(self) -> int:
         """The asset an agent principal acts for (only agents have one)."""
@@ -177,6 +179,7 @@ def token_principal(
         user_id=user.id,
         role=user.role,
         ip=ip,
+        token_expires_at=row.expires_at,
     )
 
 

@@ -24,7 +24,10 @@ class ServerConfig:
     secure_cookies: bool = False
     max_inventory_bytes: int = 16 * 1024 * 1024
     max_inventory_uncompressed: int = 128 * 1024 * 1024
+    #: Request bodies of every route but the two below (PATCHWARDEN_MAX_JSON_BYTES).
     max_json_bytes: int = 1024 * 1024
+    #: Script package registrations carry the artifact in base64.
+    max_script_package_bytes: int = 64 * 1024 * 1024
     login_max_failures_user: int = 5
     login_max_failures_ip: int = 30
     login_window_minutes: int = 15

@@ -21,6 +21,7 @@ def config_from(settings: Settings, *, tls: bool = False) -> ServerConfig:
         checkin_interval=settings.checkin_interval,
         session_hours=settings.session_hours,
         secure_cookies=settings.secure_cookies or tls,
+        max_json_bytes=settings.max_json_bytes,
         orchestrator_interval=settings.orchestrator_interval,
         apply_reports=settings.report_processor == "thread",
         audit_checkpoint_file=settings.audit_checkpoint_path,

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from patchwarden.server.types import parse_id
+
 ROLES = ("admin", "operator", "approver", "auditor")
 
 #: Every permission a route can require, and what it allows.
@@ -101,15 +103,25 @@ def format_token(prefix: str, row_id: int, secret: str) -> str:
 
 
 def parse_token(text: str, prefix: str) -> BearerToken | None:
-    """Parse a token of the given prefix; None when it is not one."""
+    """Parse a token of the given prefix; None when it is not one.
+
+    The id must be ASCII digits within the id column's range: anything else (``²``,
+    2**31, a thousand digits) is simply not a token, never a database error.
+    """
     head, sep, rest = text.partition("_")
     if not sep or head != prefix:
         return None
     ident, sep, secret = rest.partition("_")
-    if not sep or not ident.isdigit() or not secret:
+    row_id = parse_id(ident)
+    if not sep or row_id is None or not secret or len(secret) > _MAX_SECRET:
         return None
-    return BearerToken(prefix, int(ident), secret)
+    if not secret.isascii():
+        return None
+    return BearerToken(prefix, row_id, secret)
 
+
+#: Longest secret part accepted (``new_secret`` makes 43 characters).
+_MAX_SECRET = 256
 
 TOKEN_PREFIX = "pwt"  # noqa: S105 - a prefix, not a secret
 AGENT_PREFIX = "pwa"  # agent credentials

@@ -22,7 +22,9 @@ from patchwarden.server.auth import (
     context,
     finish_session,
 )
+from patchwarden.server.openapi import errors
 from patchwarden.server.services import agents, deploy
+from patchwarden.server.types import Count, Id, JsonObject, Text
 
 router = APIRouter(route_class=TransactionalRoute, prefix="/api/agent/v1", tags=["agent"])
 
@@ -33,11 +35,11 @@ class EnrollRequest(BaseModel):
     """What an agent sends to enroll."""
 
     protocol: int = Field(agents.PROTOCOL_VERSION, description="Agent protocol version.")
-    enrollment_token: str = Field(..., max_length=200)
-    hostname: str = Field(..., min_length=1, max_length=255)
-    fqdn: str = Field("", max_length=255)
-    machine_id: str = Field("", max_length=128)
-    agent_version: str = Field("", max_length=40)
+    enrollment_token: Text = Field(..., max_length=200)
+    hostname: Text = Field(..., min_length=1, max_length=255)
+    fqdn: Text = Field("", max_length=255)
+    machine_id: Text = Field("", max_length=128)
+    agent_version: Text = Field("", max_length=40)
 
 
 class EnrollResponse(BaseModel):
@@ -53,11 +55,11 @@ class CheckinRequest(BaseModel):
     """A periodic check-in."""
 
     protocol: int = agents.PROTOCOL_VERSION
-    inventory_hash: str = Field("", max_length=64)
+    inventory_hash: Text = Field("", max_length=64)
     reboot_required: bool | None = None
-    uptime_seconds: int | None = Field(None, ge=0)
-    agent_version: str = Field("", max_length=40)
-    spooled: int = Field(0, ge=0, description="Reports waiting in the agent's spool.")
+    uptime_seconds: Count | None = None
+    agent_version: Text = Field("", max_length=40)
+    spooled: Count = Field(0, description="Reports waiting in the agent's spool.")
 
 
 class CheckinResponse(BaseModel):
@@ -83,6 +85,7 @@ def _check_protocol(version: int) -> None:
 @router.post(
     "/enroll",
     dependencies=[Depends(Public("authenticated by the enrollment token in the body"))],
+    responses=errors(401),
 )
 def enroll(body: EnrollRequest, request: Request, session: DbSession) -> EnrollResponse:
     """Exchange an enrollment token for this host's credential."""
@@ -138,7 +141,7 @@ class AgentCheckin(AgentAccess):
         )
 
 
-@router.post("/checkin")
+@router.post("/checkin", responses=errors(404))
 async def checkin(
     body: CheckinRequest, answer: Annotated[CheckinResponse, Depends(AgentCheckin())]
 ) -> CheckinResponse:
@@ -146,7 +149,7 @@ async def checkin(
     return answer
 
 
-@router.put("/inventory", status_code=202)
+@router.put("/inventory", status_code=202, responses=errors(404))
 async def upload_inventory(
     request: Request, agent: Agent, session: DbSession, background: BackgroundTasks
 ) -> dict[str, Any]:
@@ -200,15 +203,15 @@ async def upload_inventory(
 class JobResultBody(BaseModel):
     """An agent's result for one attempt of a job."""
 
-    attempt: int = Field(..., ge=1)
+    attempt: Id
     status: str = Field(..., pattern="^(succeeded|failed|rolled_back)$")
-    result: dict[str, Any] = Field(default_factory=dict)
+    result: JsonObject = Field(default_factory=dict)
 
 
 class HeartbeatBody(BaseModel):
     """Keep a running job's lease alive."""
 
-    attempt: int = Field(..., ge=1)
+    attempt: Id
 
 
 _MAX_RESULT_BYTES = 256 * 1024
@@ -221,9 +224,9 @@ def claim_jobs(request: Request, agent: Agent, session: DbSession) -> dict[str, 
     return {"protocol": agents.PROTOCOL_VERSION, "jobs": [deploy.job_payload(j) for j in jobs]}
 
 
-@router.post("/jobs/{job_id}/heartbeat")
+@router.post("/jobs/{job_id}/heartbeat", responses=errors(409))
 def job_heartbeat(
-    job_id: int, body: HeartbeatBody, request: Request, agent: Agent, session: DbSession
+    job_id: Id, body: HeartbeatBody, request: Request, agent: Agent, session: DbSession
 ) -> dict[str, Any]:
     """Extend the lease of a job this host is running."""
     until = deploy.heartbeat(
@@ -232,9 +235,9 @@ def job_heartbeat(
     return {"protocol": agents.PROTOCOL_VERSION, "lease_until": until.isoformat()}
 
 
-@router.post("/jobs/{job_id}/result")
+@router.post("/jobs/{job_id}/result", responses=errors(409))
 def job_result(
-    job_id: int, body: JobResultBody, request: Request, agent: Agent, session: DbSession
+    job_id: Id, body: JobResultBody, request: Request, agent: Agent, session: DbSession
 ) -> dict[str, Any]:
     """Report one attempt's outcome; idempotent on (job, attempt)."""
     if len(orjson.dumps(body.result)) > _MAX_RESULT_BYTES:
@@ -256,8 +259,17 @@ def job_result(
     }
 
 
-@router.get("/script-packages/{package_id}/artifact")
-def script_artifact(package_id: int, agent: Agent, session: DbSession) -> Response:
+@router.get(
+    "/script-packages/{package_id}/artifact",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The artifact's bytes (its sha256 in X-Content-SHA256).",
+            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+        }
+    },
+)
+def script_artifact(package_id: Id, agent: Agent, session: DbSession) -> Response:
     """Download a script package's artifact (only for a host with a job using it)."""
     row = deploy.script_package_for_job(session, agent.agent_asset(), package_id)
     return Response(

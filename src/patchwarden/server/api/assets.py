@@ -20,14 +20,14 @@ from patchwarden.server.services.assets import (
     list_findings,
     update_asset,
 )
+from patchwarden.server.types import Count, Id, JsonObject, Limit, Offset, Text
 from patchwarden.store.inventory import get_asset
 
 router = APIRouter(route_class=TransactionalRoute, prefix="/api/v1", tags=["assets"])
 
 Reader = Annotated[Principal, Depends(Permission("read"))]
 Writer = Annotated[Principal, Depends(Permission("assets:write"))]
-Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
+Filter = Annotated[Text, Query(max_length=200)]
 
 
 @router.get("/summary")
@@ -41,16 +41,16 @@ def assets(
     request: Request,
     _who: Reader,
     session: DbSession,
-    q: str = "",
-    os: str = "",
-    ecosystem: str = "",
-    environment: str = "",
-    tag: str = "",
-    group: int | None = None,
+    q: Filter = "",
+    os: Filter = "",
+    ecosystem: Filter = "",
+    environment: Filter = "",
+    tag: Filter = "",
+    group: Id | None = None,
     criticality: Annotated[int | None, Query(ge=1, le=5)] = None,
-    exposure: str = "",
-    status: str = "",
-    source: str = "",
+    exposure: Filter = "",
+    status: Filter = "",
+    source: Filter = "",
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:
@@ -63,14 +63,14 @@ def assets(
 
 
 @router.get("/assets/{asset_id}")
-def asset(asset_id: int, request: Request, _who: Reader, session: DbSession) -> dict[str, Any]:
+def asset(asset_id: Id, request: Request, _who: Reader, session: DbSession) -> dict[str, Any]:
     """One asset with counts, groups and its agent's state."""
     return asset_detail(session, asset_id, today=context(request).now().date())
 
 
 @router.patch("/assets/{asset_id}")
 def patch_asset(
-    asset_id: int, changes: dict[str, Any], request: Request, who: Writer, session: DbSession
+    asset_id: Id, changes: JsonObject, request: Request, who: Writer, session: DbSession
 ) -> dict[str, Any]:
     """Change business context (criticality, exposure, data_class, owner, environment,
     location, timezone, tags, kind, fqdn); findings are rescored."""
@@ -80,9 +80,7 @@ def patch_asset(
 
 
 @router.delete("/assets/{asset_id}")
-def remove_asset(
-    asset_id: int, request: Request, who: Writer, session: DbSession
-) -> dict[str, str]:
+def remove_asset(asset_id: Id, request: Request, who: Writer, session: DbSession) -> dict[str, str]:
     """Delete an asset, its findings and credentials."""
     delete_asset(session, who.actor(), asset_id, now=context(request).now())
     return {"status": "deleted"}
@@ -90,23 +88,21 @@ def remove_asset(
 
 @router.get("/assets/{asset_id}/packages")
 def packages(
-    asset_id: int, _who: Reader, session: DbSession, limit: Limit = 500, offset: Offset = 0
+    asset_id: Id, _who: Reader, session: DbSession, limit: Limit = 500, offset: Offset = 0
 ) -> dict[str, Any]:
     """The asset's installed packages."""
     return asset_packages_page(session, asset_id, limit=limit, offset=offset).to_json()
 
 
 @router.get("/assets/{asset_id}/report")
-def report(asset_id: int, request: Request, _who: Reader, session: DbSession) -> dict[str, Any]:
+def report(asset_id: Id, request: Request, _who: Reader, session: DbSession) -> dict[str, Any]:
     """Findings with why and due date, remediation plan and unfixed — as `scan` prints."""
     get_asset(session, asset_id)
     return report_to_json(host_report(session, asset_id, now=context(request).now()))
 
 
 @router.post("/assets/{asset_id}/revoke-agent")
-def revoke_agent(
-    asset_id: int, request: Request, who: Writer, session: DbSession
-) -> dict[str, Any]:
+def revoke_agent(asset_id: Id, request: Request, who: Writer, session: DbSession) -> dict[str, Any]:
     """Revoke the asset's agent credentials: the agent is locked out at once."""
     count = agents.revoke_credentials(session, who.actor(), asset_id, now=context(request).now())
     return {"revoked": count}
@@ -114,7 +110,7 @@ def revoke_agent(
 
 @router.post("/assets/{asset_id}/checkin-soon")
 def checkin_soon(
-    asset_id: int, request: Request, who: Writer, session: DbSession, seconds: int = 15
+    asset_id: Id, request: Request, who: Writer, session: DbSession, seconds: Count = 15
 ) -> dict[str, Any]:
     """Ask the asset's agent to come back within ``seconds`` after its next check-in."""
     agents.request_checkin(session, who.actor(), asset_id, seconds, now=context(request).now())
@@ -126,12 +122,12 @@ def findings(
     request: Request,
     _who: Reader,
     session: DbSession,
-    state: str = "open",
-    priority: str = "",
-    asset_id: int | None = None,
-    advisory: str = "",
+    state: Filter = "open",
+    priority: Filter = "",
+    asset_id: Id | None = None,
+    advisory: Filter = "",
     overdue: bool = False,
-    group: int | None = None,
+    group: Id | None = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from patchwarden.server.auth import (
     context,
 )
 from patchwarden.server.context import AppContext
+from patchwarden.server.types import Limit, Offset, Text
 from patchwarden.store.audit import event_json, read_checkpoint_lines, verify
 from patchwarden.store.models import AuditEventRow
 
@@ -27,10 +28,10 @@ Auditor = Annotated[Principal, Depends(Permission("audit:read"))]
 def events(
     _who: Auditor,
     session: DbSession,
-    action: str = "",
-    actor: str = "",
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    action: Annotated[Text, Query(max_length=200)] = "",
+    actor: Annotated[Text, Query(max_length=300)] = "",
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Audit events, newest first."""
     query = select(AuditEventRow)

@@ -6,7 +6,7 @@ import base64
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -14,7 +14,9 @@ from sqlalchemy import select
 from patchwarden.core.errors import ValidationFailed
 from patchwarden.reports.change_record import change_record, to_markdown
 from patchwarden.server.auth import DbSession, Permission, Principal, TransactionalRoute, context
+from patchwarden.server.openapi import errors
 from patchwarden.server.services import deploy
+from patchwarden.server.types import Count, FiniteFloat, Id, JsonObject, Text
 from patchwarden.store.models import (
     MaintenanceWindowRow,
     PatchBaselineRow,
@@ -29,6 +31,7 @@ Reader = Annotated[Principal, Depends(Permission("read"))]
 Deployer = Annotated[Principal, Depends(Permission("deploy:write"))]
 Approver = Annotated[Principal, Depends(Permission("approve"))]
 ScriptAdmin = Annotated[Principal, Depends(Permission("scripts:write"))]
+Word = Annotated[Text, Field(max_length=40)]
 
 
 # ------------------------------------------------------------------------ windows
@@ -37,11 +40,11 @@ ScriptAdmin = Annotated[Principal, Depends(Permission("scripts:write"))]
 class NewWindow(BaseModel):
     """A maintenance window."""
 
-    name: str = Field(..., max_length=120)
-    rrule: str = Field(..., max_length=500)
-    timezone: str = Field(..., max_length=60)
+    name: Text = Field(..., max_length=120)
+    rrule: Text = Field(..., max_length=500)
+    timezone: Text = Field(..., max_length=60)
     duration_minutes: int = Field(..., ge=1, le=7 * 24 * 60)
-    blackouts: list[list[str] | str] = Field(default_factory=list)
+    blackouts: list[list[Word] | Word] = Field(default_factory=list, max_length=1000)
 
 
 @router.get("/windows")
@@ -52,7 +55,7 @@ def list_windows(_who: Reader, session: DbSession) -> dict[str, Any]:
     return {"items": items, "total": len(items)}
 
 
-@router.post("/windows", status_code=201)
+@router.post("/windows", status_code=201, responses=errors(409))
 def create_window(
     body: NewWindow, request: Request, who: Deployer, session: DbSession
 ) -> dict[str, Any]:
@@ -70,10 +73,10 @@ def create_window(
     return deploy.window_json(row)
 
 
-@router.post("/groups/{group_id}/windows/{window_id}")
+@router.post("/groups/{group_id}/windows/{window_id}", responses=errors(409))
 def attach_window(
-    group_id: int,
-    window_id: int,
+    group_id: Id,
+    window_id: Id,
     request: Request,
     who: Deployer,
     session: DbSession,
@@ -92,10 +95,10 @@ def attach_window(
 class BaselineBody(BaseModel):
     """A patch baseline (created or replaced by name)."""
 
-    name: str = Field(..., max_length=120)
-    description: str = Field("", max_length=2000)
-    rules: dict[str, Any] = Field(default_factory=dict)
-    groups: list[int] = Field(default_factory=list)
+    name: Text = Field(..., max_length=120)
+    description: Text = Field("", max_length=2000)
+    rules: JsonObject = Field(default_factory=dict)
+    groups: list[Id] = Field(default_factory=list, max_length=10_000)
 
 
 @router.get("/baselines")
@@ -106,7 +109,7 @@ def list_baselines(_who: Reader, session: DbSession) -> dict[str, Any]:
     return {"items": items, "total": len(items)}
 
 
-@router.post("/baselines", status_code=201)
+@router.post("/baselines", status_code=201, responses=errors(404, 409))
 def save_baseline(
     body: BaselineBody, request: Request, who: Deployer, session: DbSession
 ) -> dict[str, Any]:
@@ -129,22 +132,24 @@ def save_baseline(
 class NewException(BaseModel):
     """A risk-acceptance request."""
 
-    advisory: str = Field("", max_length=200)
-    package: str = Field("", max_length=300)
-    asset_id: int | None = None
-    group_id: int | None = None
-    justification: str = Field(..., max_length=4000)
+    advisory: Text = Field("", max_length=200)
+    package: Text = Field("", max_length=300)
+    asset_id: Id | None = None
+    group_id: Id | None = None
+    justification: Text = Field(..., max_length=4000)
     expires_at: datetime
 
 
 class Decision(BaseModel):
     """An approver's comment."""
 
-    comment: str = Field("", max_length=2000)
+    comment: Text = Field("", max_length=2000)
 
 
 @router.get("/exceptions")
-def list_exceptions(_who: Reader, session: DbSession, status: str = "") -> dict[str, Any]:
+def list_exceptions(
+    _who: Reader, session: DbSession, status: Annotated[Text, Query(max_length=40)] = ""
+) -> dict[str, Any]:
     """Risk exceptions (filter by ``status``: pending, approved, rejected, expired, revoked)."""
     query = select(RiskExceptionRow).order_by(RiskExceptionRow.id.desc())
     if status:
@@ -153,7 +158,7 @@ def list_exceptions(_who: Reader, session: DbSession, status: str = "") -> dict[
     return {"items": items, "total": len(items)}
 
 
-@router.post("/exceptions", status_code=201)
+@router.post("/exceptions", status_code=201, responses=errors(404))
 def request_exception(
     body: NewException, request: Request, who: Deployer, session: DbSession
 ) -> dict[str, Any]:
@@ -174,9 +179,9 @@ def request_exception(
     return deploy.exception_json(row)
 
 
-@router.post("/exceptions/{exception_id}/approve")
+@router.post("/exceptions/{exception_id}/approve", responses=errors(409))
 def approve_exception(
-    exception_id: int, request: Request, who: Approver, session: DbSession
+    exception_id: Id, request: Request, who: Approver, session: DbSession
 ) -> dict[str, Any]:
     """Approve a pending exception (not one's own); its findings become accepted."""
     row = deploy.decide_exception(
@@ -185,9 +190,9 @@ def approve_exception(
     return deploy.exception_json(row)
 
 
-@router.post("/exceptions/{exception_id}/reject")
+@router.post("/exceptions/{exception_id}/reject", responses=errors(409))
 def reject_exception(
-    exception_id: int, request: Request, who: Approver, session: DbSession
+    exception_id: Id, request: Request, who: Approver, session: DbSession
 ) -> dict[str, Any]:
     """Reject a pending exception."""
     row = deploy.decide_exception(
@@ -196,9 +201,9 @@ def reject_exception(
     return deploy.exception_json(row)
 
 
-@router.post("/exceptions/{exception_id}/revoke")
+@router.post("/exceptions/{exception_id}/revoke", responses=errors(409))
 def revoke_exception(
-    exception_id: int, request: Request, who: Approver, session: DbSession
+    exception_id: Id, request: Request, who: Approver, session: DbSession
 ) -> dict[str, Any]:
     """End an exception early; its findings reopen."""
     row = deploy.revoke_exception(session, who.actor(), exception_id, now=context(request).now())
@@ -211,10 +216,10 @@ def revoke_exception(
 class NewScriptPackage(BaseModel):
     """A script package: the artifact (base64) and its four commands (argv lists)."""
 
-    name: str = Field(..., max_length=120)
-    version: str = Field(..., max_length=60)
+    name: Text = Field(..., max_length=120)
+    version: Text = Field(..., max_length=60)
     artifact_base64: str = Field(..., max_length=200 * 1024 * 1024)
-    commands: dict[str, list[str]]
+    commands: dict[Word, list[Annotated[Text, Field(max_length=4000)]]]
 
 
 @router.get("/script-packages")
@@ -236,7 +241,7 @@ def list_script_packages(_who: Reader, session: DbSession) -> dict[str, Any]:
     return {"items": items, "total": len(items)}
 
 
-@router.post("/script-packages", status_code=201)
+@router.post("/script-packages", status_code=201, responses=errors(409))
 def register_script_package(
     body: NewScriptPackage, request: Request, who: ScriptAdmin, session: DbSession
 ) -> dict[str, Any]:
@@ -263,13 +268,13 @@ def register_script_package(
 class RingBody(BaseModel):
     """A ring of a rollout."""
 
-    name: str = Field(..., max_length=120)
-    groups: list[int] = Field(default_factory=list)
-    percent: float = Field(100.0, gt=0, le=100)
-    windows: list[int] = Field(default_factory=list)
-    concurrency: str = "1"
-    error_budget: str = "1"
-    success_threshold: float = Field(100.0, ge=0, le=100)
+    name: Text = Field(..., max_length=120)
+    groups: list[Id] = Field(default_factory=list, max_length=10_000)
+    percent: FiniteFloat = Field(100.0, gt=0, le=100)
+    windows: list[Id] = Field(default_factory=list, max_length=1000)
+    concurrency: Text = Field("1", max_length=20)
+    error_budget: Text = Field("1", max_length=20)
+    success_threshold: FiniteFloat = Field(100.0, ge=0, le=100)
     soak_minutes: int = Field(0, ge=0, le=60 * 24 * 30)
     requires_approval: bool = False
 
@@ -277,20 +282,26 @@ class RingBody(BaseModel):
 class NewRollout(BaseModel):
     """A rollout to plan."""
 
-    name: str = Field(..., max_length=200)
-    target_groups: list[int]
-    rings: list[RingBody]
-    baseline: int | None = None
-    advisories: list[str] = Field(default_factory=list)
-    packages: list[str] = Field(default_factory=list)
-    dependencies: list[tuple[int, int]] = Field(default_factory=list)
-    policy: dict[str, Any] = Field(default_factory=dict)
+    name: Text = Field(..., max_length=200)
+    target_groups: list[Id] = Field(..., max_length=10_000)
+    rings: list[RingBody] = Field(..., max_length=100)
+    baseline: Id | None = None
+    advisories: list[Annotated[Text, Field(max_length=200)]] = Field(
+        default_factory=list, max_length=100_000
+    )
+    packages: list[Annotated[Text, Field(max_length=300)]] = Field(
+        default_factory=list, max_length=100_000
+    )
+    dependencies: list[tuple[Id, Id]] = Field(default_factory=list, max_length=100_000)
+    policy: JsonObject = Field(default_factory=dict)
     emergency: bool = False
-    windows: list[int] = Field(default_factory=list)
+    windows: list[Id] = Field(default_factory=list, max_length=1000)
 
 
 @router.get("/rollouts")
-def list_rollouts(_who: Reader, session: DbSession, status: str = "") -> dict[str, Any]:
+def list_rollouts(
+    _who: Reader, session: DbSession, status: Annotated[Text, Query(max_length=40)] = ""
+) -> dict[str, Any]:
     """Rollouts, newest first."""
     query = select(RolloutRow).order_by(RolloutRow.id.desc())
     if status:
@@ -299,7 +310,7 @@ def list_rollouts(_who: Reader, session: DbSession, status: str = "") -> dict[st
     return {"items": items, "total": len(items)}
 
 
-@router.post("/rollouts", status_code=201)
+@router.post("/rollouts", status_code=201, responses=errors(404, 409))
 def create_rollout(
     body: NewRollout, request: Request, who: Deployer, session: DbSession
 ) -> dict[str, Any]:
@@ -337,20 +348,20 @@ def create_rollout(
 
 @router.get("/rollouts/{rollout_id}")
 def get_rollout(
-    rollout_id: int, _who: Reader, session: DbSession, jobs: bool = True
+    rollout_id: Id, _who: Reader, session: DbSession, jobs: bool = True
 ) -> dict[str, Any]:
     """A rollout with its rings, progress and (``jobs=true``) its jobs."""
     return deploy.rollout_json(session, deploy.get_rollout(session, rollout_id), with_jobs=jobs)
 
 
-@router.post("/rollouts/{rollout_id}/approve")
+@router.post("/rollouts/{rollout_id}/approve", responses=errors(409))
 def approve_rollout(
-    rollout_id: int,
+    rollout_id: Id,
     body: Decision,
     request: Request,
     who: Approver,
     session: DbSession,
-    ring: Annotated[int | None, Query(ge=0)] = None,
+    ring: Count | None = None,
 ) -> dict[str, Any]:
     """Approve an emergency rollout, or a ring's gate with ``?ring=N`` (four eyes)."""
     row = deploy.approve_rollout(
@@ -364,14 +375,14 @@ def approve_rollout(
     return deploy.rollout_json(session, row)
 
 
-@router.post("/rollouts/{rollout_id}/reject")
+@router.post("/rollouts/{rollout_id}/reject", responses=errors(409))
 def reject_rollout(
-    rollout_id: int,
+    rollout_id: Id,
     body: Decision,
     request: Request,
     who: Approver,
     session: DbSession,
-    ring: Annotated[int | None, Query(ge=0)] = None,
+    ring: Count | None = None,
 ) -> dict[str, Any]:
     """Reject an emergency rollout or a ring's gate: the rollout is cancelled."""
     row = deploy.reject_rollout(
@@ -385,14 +396,14 @@ def reject_rollout(
     return deploy.rollout_json(session, row)
 
 
-@router.post("/rollouts/{rollout_id}/{action}")
+@router.post("/rollouts/{rollout_id}/{action}", responses=errors(409))
 def change_rollout(
-    rollout_id: int,
-    action: str,
+    rollout_id: Id,
+    action: Annotated[Text, Path(max_length=20)],
     request: Request,
     who: Deployer,
     session: DbSession,
-    ring: Annotated[int | None, Query(ge=0)] = None,
+    ring: Count | None = None,
 ) -> dict[str, Any]:
     """``pause``, ``resume``, ``cancel`` or ``rollback`` (``?ring=N`` for one ring)."""
     now = context(request).now()
@@ -407,12 +418,24 @@ def change_rollout(
     return deploy.rollout_json(session, deploy.get_rollout(session, rollout_id))
 
 
-@router.get("/rollouts/{rollout_id}/change-record", response_model=None)
+@router.get(
+    "/rollouts/{rollout_id}/change-record",
+    response_model=None,
+    responses={
+        200: {
+            "description": "The change record: JSON, or Markdown with format=markdown.",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "text/plain": {"schema": {"type": "string"}},
+            },
+        }
+    },
+)
 def get_change_record(
-    rollout_id: int,
+    rollout_id: Id,
     _who: Reader,
     session: DbSession,
-    format: str = "json",
+    format: Annotated[Text, Query(max_length=20)] = "json",
 ) -> dict[str, Any] | Response:
     """The rollout's change record (``format=json`` or ``markdown``)."""
     record = change_record(session, deploy.get_rollout(session, rollout_id))
@@ -431,9 +454,9 @@ def get_emergency_profile(_who: Reader, session: DbSession) -> dict[str, Any]:
     return deploy.emergency_profile(session)
 
 
-@router.put("/policies/emergency")
+@router.put("/policies/emergency", responses=errors(404))
 def put_emergency_profile(
-    body: dict[str, Any], request: Request, who: Deployer, session: DbSession
+    body: JsonObject, request: Request, who: Deployer, session: DbSession
 ) -> dict[str, Any]:
     """Set the emergency profile (``enabled``, ``rings``, ``policy``, ``windows``)."""
     return deploy.set_emergency_profile(session, who.actor(), body, now=context(request).now())

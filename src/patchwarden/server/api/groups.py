@@ -9,7 +9,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from patchwarden.server.auth import DbSession, Permission, Principal, TransactionalRoute, context
+from patchwarden.server.openapi import errors
 from patchwarden.server.services.assets import AssetFilter, list_assets
+from patchwarden.server.types import Id, JsonObject, Limit, Offset, Text
 from patchwarden.store.groups import (
     create_group,
     delete_group,
@@ -30,24 +32,24 @@ Writer = Annotated[Principal, Depends(Permission("groups:write"))]
 class NewGroup(BaseModel):
     """A group to create: ``members`` (static) or ``filter`` (dynamic)."""
 
-    name: str = Field(..., max_length=120)
-    description: str = Field("", max_length=2000)
-    filter: dict[str, Any] | None = None
-    members: list[int] = Field(default_factory=list)
+    name: Text = Field(..., max_length=120)
+    description: Text = Field("", max_length=2000)
+    filter: JsonObject | None = None
+    members: list[Id] = Field(default_factory=list, max_length=100_000)
 
 
 class GroupChange(BaseModel):
     """Changes to a group."""
 
-    description: str | None = Field(None, max_length=2000)
-    filter: dict[str, Any] | None = None
+    description: Text | None = Field(None, max_length=2000)
+    filter: JsonObject | None = None
 
 
 class MemberChange(BaseModel):
     """Static membership changes."""
 
-    add: list[int] = Field(default_factory=list)
-    remove: list[int] = Field(default_factory=list)
+    add: list[Id] = Field(default_factory=list, max_length=100_000)
+    remove: list[Id] = Field(default_factory=list, max_length=100_000)
 
 
 @router.get("")
@@ -58,7 +60,7 @@ def list_groups(_who: Reader, session: DbSession) -> dict[str, Any]:
     return {"items": items, "total": len(items)}
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=errors(404, 409))
 def new_group(body: NewGroup, request: Request, who: Writer, session: DbSession) -> dict[str, Any]:
     """Create a group."""
     group = create_group(
@@ -74,15 +76,15 @@ def new_group(body: NewGroup, request: Request, who: Writer, session: DbSession)
 
 
 @router.get("/{group_id}")
-def one_group(group_id: int, _who: Reader, session: DbSession) -> dict[str, Any]:
+def one_group(group_id: Id, _who: Reader, session: DbSession) -> dict[str, Any]:
     """One group."""
     group = get_group(session, group_id)
     return group_json(group, member_count(session, group.id))
 
 
-@router.patch("/{group_id}")
+@router.patch("/{group_id}", responses=errors(409))
 def change_group(
-    group_id: int, body: GroupChange, request: Request, who: Writer, session: DbSession
+    group_id: Id, body: GroupChange, request: Request, who: Writer, session: DbSession
 ) -> dict[str, Any]:
     """Change a group's description or (dynamic) filter; membership is recomputed."""
     group = get_group(session, group_id)
@@ -98,9 +100,7 @@ def change_group(
 
 
 @router.delete("/{group_id}")
-def remove_group(
-    group_id: int, request: Request, who: Writer, session: DbSession
-) -> dict[str, str]:
+def remove_group(group_id: Id, request: Request, who: Writer, session: DbSession) -> dict[str, str]:
     """Delete a group (its assets stay)."""
     delete_group(session, who.actor(), get_group(session, group_id), now=context(request).now())
     return {"status": "deleted"}
@@ -108,12 +108,12 @@ def remove_group(
 
 @router.get("/{group_id}/members")
 def members(
-    group_id: int,
+    group_id: Id,
     request: Request,
     _who: Reader,
     session: DbSession,
-    limit: int = 100,
-    offset: int = 0,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """The group's member assets."""
     get_group(session, group_id)
@@ -123,9 +123,9 @@ def members(
     ).to_json()
 
 
-@router.post("/{group_id}/members")
+@router.post("/{group_id}/members", responses=errors(409))
 def change_members(
-    group_id: int, body: MemberChange, request: Request, who: Writer, session: DbSession
+    group_id: Id, body: MemberChange, request: Request, who: Writer, session: DbSession
 ) -> dict[str, Any]:
     """Add or remove members of a static group."""
     group = get_group(session, group_id)

@@ -18,7 +18,9 @@ from patchwarden.server.auth import (
     client_ip,
     context,
 )
+from patchwarden.server.openapi import errors
 from patchwarden.server.services import agents, identity
+from patchwarden.server.types import Id, JsonObject, Text
 
 router = APIRouter(route_class=TransactionalRoute, prefix="/api/v1", tags=["identity"])
 
@@ -32,8 +34,8 @@ Enroller = Annotated[Principal, Depends(Permission("enroll:write"))]
 class Credentials(BaseModel):
     """Username and password."""
 
-    username: str = Field(..., max_length=100)
-    password: str = Field(..., max_length=1024)
+    username: Text = Field(..., max_length=100)
+    password: Text = Field(..., max_length=1024)
 
 
 def sign_in(request: Request, response: Response, username: str, password: str) -> dict[str, Any]:
@@ -69,7 +71,11 @@ def sign_in(request: Request, response: Response, username: str, password: str) 
     return body
 
 
-@router.post("/session", dependencies=[Depends(Public("this is how one signs in"))])
+@router.post(
+    "/session",
+    dependencies=[Depends(Public("this is how one signs in"))],
+    responses=errors(401, 429),
+)
 def login(body: Credentials, request: Request, response: Response) -> dict[str, Any]:
     """Sign in; sets the session cookie and returns the CSRF token for later writes."""
     return sign_in(request, response, body.username, body.password)
@@ -103,16 +109,16 @@ def me(who: Reader) -> dict[str, Any]:
 class NewUser(BaseModel):
     """A user to create."""
 
-    username: str = Field(..., max_length=100)
-    password: str = Field(..., max_length=1024)
-    role: str
+    username: Text = Field(..., max_length=100)
+    password: Text = Field(..., max_length=1024)
+    role: Text = Field(..., max_length=40)
 
 
 class UserChange(BaseModel):
     """Changes to a user (all optional)."""
 
-    role: str | None = None
-    password: str | None = Field(None, max_length=1024)
+    role: Text | None = Field(None, max_length=40)
+    password: Text | None = Field(None, max_length=1024)
     disabled: bool | None = None
 
 
@@ -123,7 +129,7 @@ def list_users(_who: UserReader, session: DbSession) -> dict[str, Any]:
     return {"items": [identity.user_json(u) for u in users], "total": len(users)}
 
 
-@router.post("/users", status_code=201)
+@router.post("/users", status_code=201, responses=errors(409))
 def create_user(
     body: NewUser, request: Request, who: UserAdmin, session: DbSession
 ) -> dict[str, Any]:
@@ -135,13 +141,14 @@ def create_user(
         password=body.password,
         role=body.role,
         now=context(request).now(),
+        within=who.permissions,
     )
     return identity.user_json(user)
 
 
 @router.patch("/users/{user_id}")
 def update_user(
-    user_id: int, body: UserChange, request: Request, who: UserAdmin, session: DbSession
+    user_id: Id, body: UserChange, request: Request, who: UserAdmin, session: DbSession
 ) -> dict[str, Any]:
     """Change a user's role, password or disabled flag."""
     user = identity.get_user(session, user_id)
@@ -155,6 +162,7 @@ def update_user(
         role=body.role,
         password=body.password,
         disabled=body.disabled,
+        within=who.permissions,
     )
     return identity.user_json(user)
 
@@ -165,9 +173,14 @@ def update_user(
 class NewToken(BaseModel):
     """An API token to create for the caller."""
 
-    name: str = Field("token", max_length=100)
-    scopes: list[str] | None = None
-    days: int = Field(90, ge=1, le=366)
+    name: Text = Field("token", max_length=100)
+    scopes: list[Annotated[Text, Field(max_length=40)]] | None = Field(None, max_length=20)
+    days: int | None = Field(
+        None,
+        ge=1,
+        le=366,
+        description="Lifetime (default 90 days; a token creating a token: at most its own).",
+    )
 
 
 @router.get("/tokens")
@@ -181,10 +194,13 @@ def list_tokens(who: SelfTokens, session: DbSession) -> dict[str, Any]:
 def create_token(
     body: NewToken, request: Request, who: SelfTokens, session: DbSession
 ) -> dict[str, Any]:
-    """Create an API token for the caller; the secret is in the answer only."""
+    """Create an API token for the caller; the secret is in the answer only.
+
+    A token creating a token passes on at most its own scopes and lifetime."""
     if who.user_id is None:
         raise PermissionDenied("only users have API tokens")
     user = identity.get_user(session, who.user_id)
+    from_token = who.token_expires_at is not None  # an API token, not a browser session
     row, secret = identity.create_token(
         session,
         who.actor(),
@@ -193,13 +209,15 @@ def create_token(
         scopes=body.scopes,
         days=body.days,
         now=context(request).now(),
+        within=who.permissions if from_token else None,
+        not_after=who.token_expires_at,
     )
     return {**identity.token_json(row), "token": secret}
 
 
 @router.delete("/tokens/{token_id}")
 def revoke_token(
-    token_id: int, request: Request, who: SelfTokens, session: DbSession
+    token_id: Id, request: Request, who: SelfTokens, session: DbSession
 ) -> dict[str, Any]:
     """Revoke one of the caller's tokens (admins: anyone's)."""
     owner = None if "users:write" in who.permissions else who.user_id
@@ -217,10 +235,10 @@ class NewEnrollmentToken(BaseModel):
 
     hours: int = Field(24, ge=1, le=24 * 90)
     max_uses: int = Field(1, ge=1, le=100_000)
-    note: str = Field("", max_length=200)
-    defaults: dict[str, Any] = Field(default_factory=dict)
-    asset_id: int | None = Field(
-        None, ge=1, description="Bind the token to this asset: a single-use re-enroll token."
+    note: Text = Field("", max_length=200)
+    defaults: JsonObject = Field(default_factory=dict)
+    asset_id: Id | None = Field(
+        None, description="Bind the token to this asset: a single-use re-enroll token."
     )
 
 
@@ -251,7 +269,7 @@ def create_enrollment_token(
 
 @router.delete("/enrollment-tokens/{token_id}")
 def revoke_enrollment_token(
-    token_id: int, request: Request, who: Enroller, session: DbSession
+    token_id: Id, request: Request, who: Enroller, session: DbSession
 ) -> dict[str, Any]:
     """Revoke an enrollment token."""
     row = agents.revoke_enrollment_token(session, who.actor(), token_id, now=context(request).now())

@@ -32,6 +32,7 @@ from patchwarden.server.security import (
     password_problem,
     verify_password,
 )
+from patchwarden.server.types import text_problem
 from patchwarden.store import audit
 from patchwarden.store.audit import Actor
 from patchwarden.store.lookup import by_id_or_name
@@ -58,19 +59,47 @@ def _check_role(role: str) -> None:
         raise ValidationFailed(f"unknown role {role!r}", hint=f"roles: {', '.join(ROLES)}")
 
 
+def _check_grantable(role: str, within: frozenset[str] | None, what: str) -> None:
+    """Refuse to hand out ``role`` when it holds permissions the caller lacks.
+
+    ``within`` is the caller's own permissions (None: no limit, e.g. the local CLI). A
+    scoped API token with ``users:write`` could otherwise create an admin, or set the
+    password of a stronger user and sign in as them.
+    """
+    if within is None:
+        return
+    missing = ROLE_PERMISSIONS[role] - within
+    if missing:
+        raise PermissionDenied(
+            f"cannot {what}: role {role} holds permissions you lack ({', '.join(sorted(missing))})",
+            hint="only a caller holding every permission of a role can grant it",
+        )
+
+
 def get_user(session: Session, ident: int | str) -> UserRow:
     """A user by id or username, or NotFound."""
     return by_id_or_name(session, UserRow, ident, name_column=UserRow.username, what="user")
 
 
 def create_user(
-    session: Session, actor: Actor, *, username: str, password: str, role: str, now: datetime
+    session: Session,
+    actor: Actor,
+    *,
+    username: str,
+    password: str,
+    role: str,
+    now: datetime,
+    within: frozenset[str] | None = None,
 ) -> UserRow:
-    """Create a user with an argon2id password hash."""
+    """Create a user with an argon2id password hash.
+
+    ``within``: the caller's permissions; a role beyond them is refused.
+    """
     username = username.strip()
     if not username or len(username) > 100 or any(c.isspace() for c in username):
         raise ValidationFailed("a username needs 1-100 characters and no spaces")
     _check_role(role)
+    _check_grantable(role, within, f"create user {username!r}")
     problem = password_problem(password)
     if problem:
         raise ValidationFailed(problem)
@@ -102,11 +131,21 @@ def update_user(
     role: str | None = None,
     password: str | None = None,
     disabled: bool | None = None,
+    within: frozenset[str] | None = None,
 ) -> UserRow:
-    """Change a user's role, password or disabled flag."""
+    """Change a user's role, password or disabled flag.
+
+    ``within``: the caller's permissions. Anything but disabling (a new role, a new
+    password, enabling) hands out the user's rights, so the user's current and new
+    role must not hold permissions beyond them.
+    """
     before = user_json(user)
     if role is not None:
         _check_role(role)
+    if role is not None or password is not None or disabled is False:
+        _check_grantable(user.role, within, f"change user {user.username!r}")
+    if role is not None:
+        _check_grantable(role, within, f"give user {user.username!r} role {role}")
         user.role = role
     if password is not None:
         problem = password_problem(password)
@@ -139,12 +178,12 @@ def list_users(session: Session) -> list[UserRow]:
     return list(session.scalars(select(UserRow).order_by(UserRow.username)))
 
 
-def _too_many(session: Session, column: Any, value: str, since: datetime) -> int:
+def _failures(session: Session, since: datetime, *conditions: Any) -> int:
     return (
         session.scalar(
             select(func.count())
             .select_from(LoginAttemptRow)
-            .where(column == value, LoginAttemptRow.at > since)
+            .where(LoginAttemptRow.at > since, *conditions)
         )
         or 0
     )
@@ -162,13 +201,23 @@ def authenticate(
     """Check a username and password, enforcing the failed-login limits.
 
     Failures are recorded in ``login_attempt`` (committed even though the request
-    fails, so the caller commits before raising) and limited per user and per IP.
+    fails, so the caller commits before raising) and limited per (user, IP) and per
+    IP. Counting a user's failures per IP means guessing from one address cannot lock
+    the user out everywhere else (five bad passwords from anyone used to lock the
+    real admin out); ``ip`` is the peer address, or the forwarded one only from
+    trusted proxies (``PATCHWARDEN_TRUSTED_PROXIES``).
     """
+    for value in (username, password):
+        problem = text_problem(value)
+        if problem:
+            raise ValidationFailed(f"a username or password {problem}")
     window = now - timedelta(minutes=config.login_window_minutes)
-    user_failures = _too_many(session, LoginAttemptRow.username, username, window)
-    ip_failures = _too_many(session, LoginAttemptRow.ip, ip, window)
+    pair_failures = _failures(
+        session, window, LoginAttemptRow.username == username, LoginAttemptRow.ip == ip
+    )
+    ip_failures = _failures(session, window, LoginAttemptRow.ip == ip)
     if (
-        user_failures >= config.login_max_failures_user
+        pair_failures >= config.login_max_failures_user
         or ip_failures >= config.login_max_failures_ip
     ):
         raise RateLimited(
@@ -188,7 +237,11 @@ def authenticate(
             target_id=username,
         )
         raise AuthenticationRequired("wrong username or password")
-    session.execute(delete(LoginAttemptRow).where(LoginAttemptRow.username == username))
+    session.execute(
+        delete(LoginAttemptRow).where(
+            LoginAttemptRow.username == username, LoginAttemptRow.ip == ip
+        )
+    )
     user.last_login = now
     return user
 
@@ -250,6 +303,9 @@ def token_json(row: ApiTokenRow) -> dict[str, Any]:
     }
 
 
+DEFAULT_TOKEN_DAYS = 90
+
+
 def create_token(
     session: Session,
     actor: Actor,
@@ -257,23 +313,43 @@ def create_token(
     *,
     name: str,
     scopes: Sequence[str] | None,
-    days: int,
+    days: int | None,
     now: datetime,
+    within: frozenset[str] | None = None,
+    not_after: datetime | None = None,
 ) -> tuple[ApiTokenRow, str]:
     """Create an API token for ``user``; returns the row and the secret (shown once).
 
-    Scopes default to the user's role permissions and may only narrow them.
+    Scopes default to the user's role permissions and may only narrow them. When a
+    token creates the token, ``within`` (its permissions) and ``not_after`` (its expiry)
+    bound the new one too: a token never mints a broader or longer-lived token. Without
+    ``days`` the lifetime is 90 days, shortened to ``not_after``; more days than
+    ``not_after`` allows are refused.
     """
-    if not 1 <= days <= 366:
+    if days is not None and not 1 <= days <= 366:
         raise ValidationFailed("token lifetime must be 1-366 days")
     allowed = ROLE_PERMISSIONS[user.role]
-    wanted = set(scopes) if scopes else set(allowed)
+    wanted = set(scopes) if scopes else set(allowed if within is None else allowed & within)
     unknown = wanted - set(PERMISSIONS)
     if unknown:
         raise ValidationFailed(f"unknown scopes: {', '.join(sorted(unknown))}")
     beyond = wanted - allowed
     if beyond:
         raise PermissionDenied(f"role {user.role} cannot grant scopes {', '.join(sorted(beyond))}")
+    if within is not None and wanted - within:
+        raise PermissionDenied(
+            f"a token cannot grant scopes it lacks: {', '.join(sorted(wanted - within))}",
+            hint="sign in with a password, or use a token holding those scopes",
+        )
+    expires = now + timedelta(days=DEFAULT_TOKEN_DAYS if days is None else days)
+    if not_after is not None and expires > not_after:
+        if days is not None:
+            raise PermissionDenied(
+                f"a token cannot outlive the token that creates it "
+                f"(which expires {not_after.isoformat()})",
+                hint="ask for fewer days, or leave 'days' out to take the longest allowed",
+            )
+        expires = not_after
     secret = new_secret()
     row = ApiTokenRow(
         user_id=user.id,
@@ -281,7 +357,7 @@ def create_token(
         secret_hash=hash_secret(secret),
         scopes=sorted(wanted),
         created_at=now,
-        expires_at=now + timedelta(days=days),
+        expires_at=expires,
     )
     session.add(row)
     session.flush()

@@ -59,6 +59,7 @@ from patchwarden.server.services.assets import (
     fleet_summary,
     list_assets,
 )
+from patchwarden.server.types import Id, Text, parse_id
 from patchwarden.store.groups import get_group, groups_with_counts
 from patchwarden.store.inventory import find_asset
 from patchwarden.store.models import (
@@ -84,7 +85,7 @@ EXCEPTIONS_PER_PAGE = 50
 Reader = Annotated[Principal, Depends(Permission("read"))]
 Deployer = Annotated[Principal, Depends(Permission("deploy:write"))]
 Approver = Annotated[Principal, Depends(Permission("approve"))]
-BackTo = Annotated[str, Form(max_length=500)]
+BackTo = Annotated[Text, Form(max_length=500)]
 PageNumber = Annotated[int, Query(ge=1, le=100_000)]
 
 
@@ -454,10 +455,10 @@ def login_form(request: Request, next: str = "/", error: str = "") -> Response:
 @router.post("/login", dependencies=[Depends(Public("the sign-in form posts here"))])
 def login_submit(
     request: Request,
-    username: Annotated[str, Form(max_length=100)],
-    password: Annotated[str, Form(max_length=1024)],
-    csrf_token: Annotated[str, Form(max_length=100)],
-    next: Annotated[str, Form(max_length=500)] = "/",
+    username: Annotated[Text, Form(max_length=100)],
+    password: Annotated[Text, Form(max_length=1024)],
+    csrf_token: Annotated[Text, Form(max_length=100)],
+    next: Annotated[Text, Form(max_length=500)] = "/",
 ) -> Response:
     """Check the form's credentials; on success set the session cookie and redirect."""
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
@@ -493,16 +494,16 @@ def overview(
     request: Request,
     _who: Reader,
     session: DbSession,
-    q: Annotated[str, Query(max_length=200)] = "",
-    group: Annotated[str, Query(max_length=20)] = "",
-    environment: Annotated[str, Query(max_length=60)] = "",
-    priority: Annotated[str, Query(max_length=2)] = "",
+    q: Annotated[Text, Query(max_length=200)] = "",
+    group: Annotated[Text, Query(max_length=20)] = "",
+    environment: Annotated[Text, Query(max_length=60)] = "",
+    priority: Annotated[Text, Query(max_length=2)] = "",
     page: PageNumber = 1,
 ) -> Response:
     """Fleet overview: summary cards and the filtered, paged asset table."""
     today = context(request).now().date()
     # A malformed group or priority (a hand-edited URL) is ignored, not an error page.
-    group_id = int(group) if group.isdigit() else None
+    group_id = parse_id(group)
     chosen = AssetFilter(
         q=q.strip(),
         environment=environment,
@@ -527,7 +528,7 @@ def overview(
 
 @router.get("/assets/{asset_id}")
 def asset_page(
-    asset_id: int,
+    asset_id: Id,
     request: Request,
     _who: Reader,
     session: DbSession,
@@ -568,7 +569,7 @@ def groups_page(request: Request, _who: Reader, session: DbSession) -> Response:
 
 @router.get("/groups/{group_id}")
 def group_page(
-    group_id: int, request: Request, _who: Reader, session: DbSession, page: PageNumber = 1
+    group_id: Id, request: Request, _who: Reader, session: DbSession, page: PageNumber = 1
 ) -> Response:
     """One group: its filter (dynamic groups) and its members."""
     group = get_group(session, group_id)
@@ -629,7 +630,7 @@ def rollouts_page(
     request: Request,
     _who: Reader,
     session: DbSession,
-    status: Annotated[str, Query(max_length=30)] = "",
+    status: Annotated[Text, Query(max_length=30)] = "",
     page: PageNumber = 1,
 ) -> Response:
     """Rollouts, newest first, with each ring's progress."""
@@ -653,7 +654,7 @@ def rollouts_page(
 
 @router.get("/rollouts/{rollout_id}")
 def rollout_page(
-    rollout_id: int, request: Request, _who: Reader, session: DbSession, jobs: PageNumber = 1
+    rollout_id: Id, request: Request, _who: Reader, session: DbSession, jobs: PageNumber = 1
 ) -> Response:
     """One rollout: rings with their limits and progress, failures with output, jobs."""
     row = deploy.get_rollout(session, rollout_id)
@@ -681,12 +682,12 @@ def rollout_page(
 
 @router.post("/rollouts/{rollout_id}/approve")
 def approve_rollout_form(
-    rollout_id: int,
+    rollout_id: Id,
     request: Request,
     who: Approver,
     session: DbSession,
     ring: Annotated[int | None, Form(ge=0, le=10_000)] = None,
-    comment: Annotated[str, Form(max_length=2000)] = "",
+    comment: Annotated[Text, Form(max_length=2000)] = "",
     next: BackTo = "",
 ) -> Response:
     """Approve an emergency rollout, or a ring's gate (``ring``); never one's own."""
@@ -709,12 +710,12 @@ def approve_rollout_form(
 
 @router.post("/rollouts/{rollout_id}/reject")
 def reject_rollout_form(
-    rollout_id: int,
+    rollout_id: Id,
     request: Request,
     who: Approver,
     session: DbSession,
     ring: Annotated[int | None, Form(ge=0, le=10_000)] = None,
-    comment: Annotated[str, Form(max_length=2000)] = "",
+    comment: Annotated[Text, Form(max_length=2000)] = "",
     next: BackTo = "",
 ) -> Response:
     """Reject an emergency rollout or a ring's gate: the rollout is cancelled."""
@@ -735,7 +736,7 @@ def reject_rollout_form(
 
 @router.post("/rollouts/{rollout_id}/{action}")
 def change_rollout_form(
-    rollout_id: int,
+    rollout_id: Id,
     action: Literal["pause", "resume", "cancel", "rollback"],
     request: Request,
     who: Deployer,
@@ -839,7 +840,7 @@ def exceptions_page(
     request: Request,
     _who: Reader,
     session: DbSession,
-    status: Annotated[str, Query(max_length=20)] = "",
+    status: Annotated[Text, Query(max_length=20)] = "",
     page: PageNumber = 1,
 ) -> Response:
     """Risk exceptions, newest first, and the form to request one."""
@@ -851,12 +852,12 @@ def request_exception_form(
     request: Request,
     who: Deployer,
     session: DbSession,
-    justification: Annotated[str, Form(max_length=4000)],
+    justification: Annotated[Text, Form(max_length=4000)],
     days: Annotated[int, Form(ge=1, le=366)],
-    advisory: Annotated[str, Form(max_length=200)] = "",
-    package: Annotated[str, Form(max_length=300)] = "",
-    asset: Annotated[str, Form(max_length=255)] = "",
-    group: Annotated[str, Form(max_length=20)] = "",
+    advisory: Annotated[Text, Form(max_length=200)] = "",
+    package: Annotated[Text, Form(max_length=300)] = "",
+    asset: Annotated[Text, Form(max_length=255)] = "",
+    group: Annotated[Text, Form(max_length=20)] = "",
 ) -> Response:
     """Request a risk exception for an asset (by hostname) or a group.
 
@@ -885,7 +886,7 @@ def request_exception_form(
             advisory=advisory.strip(),
             package=package.strip(),
             asset_id=asset_id,
-            group=int(group) if group.isdigit() else None,
+            group=parse_id(group),
             justification=justification,
             expires_at=now + timedelta(days=days),
             now=now,
@@ -901,7 +902,7 @@ def request_exception_form(
 
 @router.post("/exceptions/{exception_id}/{decision}")
 def decide_exception_form(
-    exception_id: int,
+    exception_id: Id,
     decision: Literal["approve", "reject", "revoke"],
     request: Request,
     who: Approver,
