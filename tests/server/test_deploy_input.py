@@ -296,6 +296,33 @@ def test_a_huge_file_is_refused_before_parsing(
     assert time.monotonic() - started < 5
 
 
+def test_deep_and_huge_specs_over_the_api_are_refused(as_operator: Edges) -> None:
+    """JSON has no aliases, but a body can still nest deeply or list a lot: a 4xx with
+    a message, never a 5xx, and nothing created."""
+    api = as_operator.api
+    headers = {**api.headers(), "Content-Type": "application/json"}
+    nested = json.loads("[" * 500 + "]" * 500)
+    deep = json.dumps({**GOOD_SPEC, "policy": {"checks": [nested]}})
+    answer = api.client.post("/api/v1/rollouts", content=deep, headers=headers)
+    assert answer.status_code == 422
+    assert answer.json()["error"].startswith(
+        "rollout spec: policy.checks[0]: should be an object, got [[[["
+    )
+    deeper = '{"name": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    answer = api.client.post("/api/v1/rollouts", content=deeper, headers=headers)
+    assert 400 <= answer.status_code < 500, answer.text
+    started = time.monotonic()
+    huge = {**GOOD_SPEC, "advisories": [f"DSA-{n}-1" for n in range(500_000)]}
+    answer = api.client.post("/api/v1/rollouts", json=huge, headers=api.headers())
+    assert answer.status_code == 422
+    assert answer.json()["error"] == (
+        "rollout spec: advisories: List should have at most 10000 items after validation, "
+        "not 500000, got ['DSA-0-1', 'DSA-1-1', 'DSA-2-1', 'DSA-3-1', ...]"
+    )
+    assert time.monotonic() - started < 30
+    assert rollouts(as_operator.ctx) == 0
+
+
 # ----------------------------------------------------------- the emergency profile
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+import reprlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -113,9 +114,15 @@ def resolve_count(spec: str | int, total: int, *, what: str, minimum: int = 1) -
     return parse_count(spec, what=what, minimum=minimum).resolve(total, minimum=minimum)
 
 
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict = 3, 4, 4
+_SHORT.maxstring = _SHORT.maxother = 50
+
+
 def shown(value: object, limit: int = 60) -> str:
-    """A value for an error message, cut short (it may come from a hostile document)."""
-    text = repr(value)
+    """A value for an error message, cut short — without writing all of it out first:
+    it may come from a hostile document (huge, or deeply nested)."""
+    text = _SHORT.repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

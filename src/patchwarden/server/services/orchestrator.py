@@ -376,9 +376,12 @@ def tick(database: Database, *, now: datetime) -> TickReport:
             report.failures[f"rollout {rollout_id}"] = _describe(exc)
             continue
         except Exception as exc:  # one broken rollout must not stop the others
-            log.exception("orchestrator: rollout %s cannot be processed", rollout_id)
-            report.failures[f"rollout {rollout_id}"] = _describe(exc)
-            _halt_broken(database, rollout_id, _describe(exc), now=now)
+            problem = _describe(exc)
+            report.failures[f"rollout {rollout_id}"] = problem
+            if _halt_broken(database, rollout_id, problem, now=now):
+                log.error("orchestrator: rollout %s halted: %s", rollout_id, problem, exc_info=exc)
+            else:  # halted and logged on an earlier pass
+                log.debug("orchestrator: rollout %s still cannot be processed", rollout_id)
             continue
         report.rollouts += 1
         for action in actions:
@@ -431,17 +434,18 @@ def _describe(exc: Exception) -> str:
     return text if len(text) <= 300 else text[:299] + "…"
 
 
-def _halt_broken(database: Database, rollout_id: int, problem: str, *, now: datetime) -> None:
+def _halt_broken(database: Database, rollout_id: int, problem: str, *, now: datetime) -> bool:
     """Stop a rollout the orchestrator cannot process: halted (when it was running or
     paused), the reason recorded and audited — once, not on every pass — and its
     released but unclaimed jobs withdrawn, so no agent starts work the loop cannot
-    follow. A resume puts it back in the loop (it halts again if nothing was fixed)."""
+    follow. A resume puts it back in the loop (it halts again if nothing was fixed).
+    True when this pass recorded it."""
     reason = f"the orchestrator cannot process this rollout: {problem}"
     try:
         with database.session() as session:
             rollout = session.get(RolloutRow, rollout_id)
             if rollout is None or rollout.halt_reason == reason:
-                return
+                return False
             before = rollout.status
             if rollout.status in ("running", "paused"):
                 rollout.status = "halted"
@@ -459,6 +463,8 @@ def _halt_broken(database: Database, rollout_id: int, problem: str, *, now: date
             _audit(session, rollout, "rollout.halt", now, reason=reason, status_before=before)
     except Exception:  # logged; the pass goes on with the next rollout
         log.exception("orchestrator: cannot mark rollout %s halted", rollout_id)
+        return False
+    return True
 
 
 def _rollback_actions(session: Session, rollout: RolloutRow, now: datetime) -> list[rules.Action]:
