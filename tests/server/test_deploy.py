@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from patchwarden.cli.main import run
 from patchwarden.core.errors import Conflict, PermissionDenied, ValidationFailed
@@ -31,7 +31,14 @@ from patchwarden.store.audit import SYSTEM
 from patchwarden.store.findings import refresh_findings
 from patchwarden.store.groups import create_group
 from patchwarden.store.inventory import get_asset, record_inventory
-from patchwarden.store.models import ApprovalRow, FindingRow, JobResultRow, JobRow, RolloutRow
+from patchwarden.store.models import (
+    ApprovalRow,
+    AuditEventRow,
+    FindingRow,
+    JobResultRow,
+    JobRow,
+    RolloutRow,
+)
 from tests.server.conftest import USER_IDS, Clock, bearer, user_actor
 
 OPERATOR = user_actor("operator")
@@ -603,3 +610,66 @@ def test_cli_approves_a_gate_only_as_another_user(
         gate = deploy.rollout_json(session, deploy.get_rollout(session, rollout_id))["rings"][1]
     assert [(a.approver_user, a.comment) for a in approvals] == [(USER_IDS["approver"], "ok")]
     assert gate["approved"] is True
+
+
+def test_a_broken_stored_policy_halts_its_rollout_and_the_others_go_on(
+    fleet: Fleet, ctx: AppContext
+) -> None:
+    healthy = fleet.rollout(name="healthy")
+    broken = fleet.rollout(name="broken")
+    tick(ctx.db, now=ctx.now())  # both start their lab ring
+    tick(ctx.db, now=ctx.now())  # both release a lab job
+    # An older version or a manual edit left a policy today's rules refuse, written
+    # straight into the row (no service in between).
+    with ctx.db.engine.begin() as connection:
+        connection.execute(
+            update(RolloutRow)
+            .where(RolloutRow.id == broken)
+            .values(policy={"claim_deadline_minutes": "soon", "max_attempts": 1})
+        )
+    fleet.agent_cycle()  # agents still claim and report (the defaults cover them)
+
+    report = tick(ctx.db, now=ctx.now())
+    assert set(report.failures) == {f"rollout {broken}"}
+    assert "claim_deadline_minutes" in report.failures[f"rollout {broken}"]
+    assert report.actions.get("Release") == 1  # the healthy rollout moved on
+    assert fleet.statuses(healthy) == {"rollout": "running", "lab": "running", "prod": "pending"}
+    with ctx.db.session() as session:
+        row = deploy.get_rollout(session, broken)
+        assert row.status == "halted"
+        assert row.halt_reason.startswith("the orchestrator cannot process this rollout: ")
+        assert (
+            f"rollout {broken} policy.claim_deadline_minutes: should be a whole number"
+            in row.halt_reason
+        )
+        released = session.scalar(
+            select(func.count())
+            .select_from(JobRow)
+            .where(JobRow.rollout_id == broken, JobRow.status == "ready")
+        )
+    assert released == 0  # nothing left for agents to start
+
+    # The next passes report it again but audit the halt only once.
+    for _ in range(2):
+        again = tick(ctx.db, now=ctx.now())
+        assert f"rollout {broken}" in again.failures
+    with ctx.db.session() as session:
+        halts = session.scalars(
+            select(AuditEventRow.after).where(
+                AuditEventRow.action == "rollout.halt", AuditEventRow.target_id == str(broken)
+            )
+        ).all()
+    assert len(halts) == 1
+    assert halts[0] is not None
+    assert "claim_deadline_minutes" in halts[0]["reason"]
+    assert fleet.statuses(healthy)["rollout"] == "running"
+
+
+def test_a_bad_policy_is_refused_when_the_rollout_is_created(fleet: Fleet, ctx: AppContext) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        fleet.rollout(policy={"claim_deadline_minutes": "soon"})
+    assert caught.value.message == (
+        "policy.claim_deadline_minutes: should be a whole number from 1 to 43200, got 'soon'"
+    )
+    with ctx.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(RolloutRow)) == 0

@@ -8,17 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 from rich.markup import escape
 from sqlalchemy import select
 
 from patchwarden.cli.admin import _table
 from patchwarden.cli.common import EXIT_OK, database, now, print_json, stdout
+from patchwarden.cli.documents import load_document, parse_document
 from patchwarden.cli.identity import actor, require
-from patchwarden.core.errors import ValidationFailed
 from patchwarden.core.windows import next_window
 from patchwarden.reports.change_record import change_record, to_markdown
 from patchwarden.server.services import deploy
+from patchwarden.server.services.deploy_specs import rollout_spec
 from patchwarden.server.services.orchestrator import tick
 from patchwarden.store.models import (
     MaintenanceWindowRow,
@@ -40,20 +40,6 @@ scripts_app = typer.Typer(
 )
 
 JsonFlag = typer.Option(False, "--json", help="Print JSON.")
-
-
-def _load(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValidationFailed(f"cannot read {path}: {exc.strerror}") from exc
-    try:
-        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ValidationFailed(f"{path} is not valid {path.suffix[1:] or 'JSON'}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ValidationFailed(f"{path} must hold an object")
-    return data
 
 
 # ------------------------------------------------------------------------ windows
@@ -143,10 +129,7 @@ def baselines_save(
     as_json: bool = JsonFlag,
 ) -> int:
     """Create or replace a patch baseline (rules: see docs/deployment.md)."""
-    try:
-        parsed = json.loads(rules)
-    except json.JSONDecodeError as exc:
-        raise ValidationFailed(f"--rules is not valid JSON: {exc}") from exc
+    parsed = parse_document(rules, source="--rules", yaml_syntax=False, what="the rules")
     with database() as db, db.session() as session:
         row = deploy.save_baseline(
             session,
@@ -296,41 +279,13 @@ def rollouts_create(
     ),
     as_json: bool = JsonFlag,
 ) -> int:
-    """Plan a rollout from a spec file."""
-    data = _load(spec)
-    known = {
-        "name",
-        "target_groups",
-        "rings",
-        "baseline",
-        "advisories",
-        "packages",
-        "dependencies",
-        "policy",
-        "emergency",
-        "windows",
-    }
-    unknown = set(data) - known
-    if unknown:
-        raise ValidationFailed(
-            f"{spec}: unknown keys {', '.join(sorted(unknown))}",
-            hint=f"keys: {', '.join(sorted(known))}",
-        )
+    """Plan a rollout from a spec file (without ``name``, the file's name is used)."""
+    data = load_document(spec, what="a rollout spec")
+    data.setdefault("name", spec.stem)
+    checked = rollout_spec(data, source=str(spec))
     with database() as db, db.session() as session:
-        row = deploy.create_rollout(
-            session,
-            actor(session, "scripts:write"),
-            name=str(data.get("name", spec.stem)),
-            target_groups=list(data.get("target_groups", [])),
-            rings=[deploy.ring_spec_from_json(r) for r in data.get("rings", [])],
-            now=now(),
-            baseline=data.get("baseline"),
-            advisories=list(data.get("advisories", [])),
-            packages=list(data.get("packages", [])),
-            dependencies=[tuple(d) for d in data.get("dependencies", [])],
-            policy=dict(data.get("policy", {})),
-            emergency=bool(data.get("emergency", False)),
-            windows=list(data.get("windows", [])),
+        row = deploy.create_rollout_from_spec(
+            session, actor(session, "deploy:write"), checked, now=now()
         )
         out = deploy.rollout_json(session, row)
     if as_json:
@@ -513,6 +468,7 @@ def rollouts_tick(as_json: bool = JsonFlag) -> int:
         "rollouts": report.rollouts,
         "actions": report.actions,
         "expired_exceptions": report.expired_exceptions,
+        "failures": report.failures,
     }
     print_json(out) if as_json else stdout().print(json.dumps(out))
     return EXIT_OK
@@ -539,11 +495,11 @@ def scripts_register(
     with database() as db, db.session() as session:
         row = deploy.register_script_package(
             session,
-            actor(session, "deploy:write"),
+            actor(session, "scripts:write"),
             name=name,
             version=version,
             artifact=artifact.read_bytes(),
-            commands=_load(commands),
+            commands=load_document(commands, what="the commands"),
             now=now(),
         )
         out = {"id": row.id, "name": name, "version": version, "sha256": row.sha256}
@@ -566,8 +522,9 @@ def rollouts_emergency_profile(
     finding on an internet-facing asset opens an emergency rollout awaiting approval."""
     with database() as db, db.session() as session:
         if spec is not None:
+            profile = load_document(spec, what="the emergency profile")
             out = deploy.set_emergency_profile(
-                session, actor(session, "deploy:write"), _load(spec), now=now()
+                session, actor(session, "deploy:write"), profile, now=now()
             )
         else:
             out = deploy.emergency_profile(session)

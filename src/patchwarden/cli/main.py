@@ -82,9 +82,10 @@ def run(argv: list[str]) -> int:
         result = command.main(args=argv, prog_name="patchwarden", standalone_mode=False)
     except PatchwardenError as exc:
         console = stderr()
-        console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
+        # soft_wrap: one line each, however long (scripts and tests read them whole).
+        console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
         if exc.hint:
-            console.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False)
+            console.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False, soft_wrap=True)
         return EXIT_ERROR
     except KeyboardInterrupt:
         stderr().print("interrupted")

@@ -37,10 +37,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
+import reprlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
+from urllib.parse import urlsplit
 
 from patchwarden.core.errors import ValidationFailed
 from patchwarden.core.windows import MaintenanceWindow, can_start
@@ -70,24 +73,57 @@ FINAL: frozenset[str] = frozenset({"succeeded", "failed", "offline", "cancelled"
 # ----------------------------------------------------------------------- planning
 
 
-def resolve_count(spec: str | int, total: int, *, what: str, minimum: int = 1) -> int:
-    """A count given as ``5`` or ``"5"`` or a share ``"10%"`` of ``total`` (rounded up)."""
+@dataclass(frozen=True, slots=True)
+class CountSpec:
+    """A count as written in a ring: ``amount`` hosts, or ``amount`` percent of them."""
+
+    amount: float
+    percent: bool = False
+
+    def resolve(self, total: int, *, minimum: int = 1) -> int:
+        """The count for a ring of ``total`` hosts (a share is rounded up)."""
+        if self.percent:
+            return max(math.ceil(total * self.amount / 100), minimum)
+        return max(int(self.amount), minimum)
+
+
+def parse_count(spec: object, *, what: str = "", minimum: int = 1) -> CountSpec:
+    """``5``, ``"5"`` or a share ``"10%"`` (more than 0, at most 100), else
+    ``ValidationFailed`` (its message starts with ``what``, when given)."""
+    prefix = f"{what}: " if what else ""
+    problem = f"{prefix}should be a whole number ≥ {minimum} or a percentage like '10%'"
+    if isinstance(spec, bool) or not isinstance(spec, int | str):
+        raise ValidationFailed(f"{problem}, got {shown(spec)}")
     text = str(spec).strip()
     try:
         if text.endswith("%"):
             share = float(text[:-1])
-            if not 0 < share <= 100:
+            if not 0 < share <= 100:  # also refuses nan
                 raise ValueError(text)
-            count = math.ceil(total * share / 100)
-        else:
-            count = int(text)
+            return CountSpec(share, percent=True)
+        count = int(text)
     except ValueError:
-        raise ValidationFailed(
-            f"{what} must be a count or a percentage like '10%', got {spec!r}"
-        ) from None
-    if count < minimum and not text.endswith("%"):
-        raise ValidationFailed(f"{what} must be at least {minimum}, got {count}")
-    return max(count, minimum)
+        raise ValidationFailed(f"{problem}, got {shown(spec)}") from None
+    if count < minimum:
+        raise ValidationFailed(f"{problem}, got {count}")
+    return CountSpec(count)
+
+
+def resolve_count(spec: str | int, total: int, *, what: str, minimum: int = 1) -> int:
+    """A count given as ``5`` or ``"5"`` or a share ``"10%"`` of ``total`` (rounded up)."""
+    return parse_count(spec, what=what, minimum=minimum).resolve(total, minimum=minimum)
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict = 3, 4, 4
+_SHORT.maxstring = _SHORT.maxother = 50
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """A value for an error message, cut short — without writing all of it out first:
+    it may come from a hostile document (huge, or deeply nested)."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +224,241 @@ class RetryPolicy:
         """Wait before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
         wait: timedelta = self.base * (2 ** max(0, attempt - 1))
         return min(self.cap, wait)
+
+
+REBOOT_POLICIES = ("never", "if_required", "always")
+
+#: Whole-number policy keys: (smallest, largest) allowed value. The job-facing limits
+#: (bandwidth, check timeout) are those the agent accepts (docs/agent-jobs.md).
+POLICY_RANGES: Mapping[str, tuple[int, int]] = {
+    "max_attempts": (1, 10),
+    "retry_backoff_minutes": (0, 60),
+    "expected_minutes": (1, 7 * 24 * 60),
+    "claim_deadline_minutes": (1, 30 * 24 * 60),
+    "progress_deadline_minutes": (1, 7 * 24 * 60),
+    "lease_minutes": (1, 24 * 60),
+    "bandwidth_kbps": (0, 10_000_000),
+    "check_timeout": (1, 3600),
+}
+MAX_PRE_HOOKS = 16
+MAX_CHECKS = 32
+MAX_URL_CHARS = 2048
+# What the agent accepts in a job (docs/agent-jobs.md), so a policy it would refuse on
+# every host is refused when the rollout is created instead.
+_LOCAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_UNIT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9:_.@\\-]{0,254}")
+_HOST = re.compile(r"[A-Za-z0-9_.:-]{1,253}")
+_CHECK_FIELDS: Mapping[str, frozenset[str]] = {
+    "systemd": frozenset({"type", "unit"}),
+    "http": frozenset({"type", "url", "expect_status"}),
+    "tcp": frozenset({"type", "host", "port"}),
+    "command": frozenset({"type", "name"}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutPolicy:
+    """How a rollout's jobs run: retries, deadlines, leases and what the agent does.
+
+    Every key, its type, range and default is documented in docs/deployment.md; build
+    one from JSON with ``parse_policy`` (which checks all of it). ``pre_hooks`` and
+    ``checks`` are passed to the agent, which validates their content by its own
+    contract (docs/agent-jobs.md).
+    """
+
+    max_attempts: int = 2
+    retry_backoff_minutes: int = 5
+    expected_minutes: int = 30
+    claim_deadline_minutes: int = 240
+    progress_deadline_minutes: int = 120
+    lease_minutes: int = 15
+    bandwidth_kbps: int = 0
+    reboot: str = "if_required"
+    pre_hooks: tuple[str, ...] = ()
+    checks: tuple[Mapping[str, object], ...] = ()
+    check_timeout: int = 60
+    rollback_on_failure: bool = True
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry rule of failed attempts."""
+        return RetryPolicy(
+            max_attempts=self.max_attempts, base=timedelta(minutes=self.retry_backoff_minutes)
+        )
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a claim lasts without a heartbeat."""
+        return timedelta(minutes=self.lease_minutes)
+
+    @property
+    def expected_duration(self) -> timedelta:
+        """The time a window must still be open to start a job."""
+        return timedelta(minutes=self.expected_minutes)
+
+    @property
+    def claim_deadline(self) -> timedelta:
+        """Unclaimed this long after release: the host is offline."""
+        return timedelta(minutes=self.claim_deadline_minutes)
+
+    @property
+    def progress_deadline(self) -> timedelta:
+        """Claimed this long without a result: a failed attempt."""
+        return timedelta(minutes=self.progress_deadline_minutes)
+
+    def job_fields(self) -> dict[str, object]:
+        """The fields every job payload of the rollout carries (docs/agent-jobs.md)."""
+        return {
+            "bandwidth_kbps": self.bandwidth_kbps,
+            "pre_hooks": list(self.pre_hooks),
+            "checks": [dict(check) for check in self.checks],
+            "check_timeout": self.check_timeout,
+            "reboot": self.reboot,
+            "rollback_on_failure": self.rollback_on_failure,
+        }
+
+    def to_json(self) -> dict[str, object]:
+        """The stored and displayed form (every key, defaults included)."""
+        return {
+            "max_attempts": self.max_attempts,
+            "retry_backoff_minutes": self.retry_backoff_minutes,
+            "expected_minutes": self.expected_minutes,
+            "claim_deadline_minutes": self.claim_deadline_minutes,
+            "progress_deadline_minutes": self.progress_deadline_minutes,
+            "lease_minutes": self.lease_minutes,
+            "bandwidth_kbps": self.bandwidth_kbps,
+            "reboot": self.reboot,
+            "pre_hooks": list(self.pre_hooks),
+            "checks": [dict(check) for check in self.checks],
+            "check_timeout": self.check_timeout,
+            "rollback_on_failure": self.rollback_on_failure,
+        }
+
+
+POLICY_KEYS: tuple[str, ...] = tuple(RolloutPolicy.__dataclass_fields__)
+
+
+def parse_policy(raw: object, *, where: str = "policy") -> RolloutPolicy:
+    """A ``RolloutPolicy`` from JSON: missing keys take their defaults; an unknown key or
+    a value of the wrong type or out of range raises ``ValidationFailed`` naming the key
+    (``where`` prefixes it: ``policy.claim_deadline_minutes: …``)."""
+    if not isinstance(raw, Mapping):
+        raise ValidationFailed(f"{where}: should be an object, got {shown(raw)}")
+    unknown = sorted(str(key) for key in raw if key not in POLICY_KEYS)
+    if unknown:
+        raise ValidationFailed(
+            f"{where}: unknown key(s) {', '.join(unknown)}",
+            hint=f"policy keys: {', '.join(POLICY_KEYS)}",
+        )
+    defaults = RolloutPolicy()
+    whole: dict[str, int] = {}
+    for key, (low, high) in POLICY_RANGES.items():
+        whole[key] = _whole(raw.get(key, getattr(defaults, key)), low, high, f"{where}.{key}")
+    reboot = raw.get("reboot", defaults.reboot)
+    if reboot not in REBOOT_POLICIES:
+        raise ValidationFailed(
+            f"{where}.reboot: should be one of {', '.join(REBOOT_POLICIES)}, got {shown(reboot)}"
+        )
+    rollback = raw.get("rollback_on_failure", defaults.rollback_on_failure)
+    if type(rollback) is not bool:
+        raise ValidationFailed(
+            f"{where}.rollback_on_failure: should be true or false, got {shown(rollback)}"
+        )
+    hooks = _policy_list(raw, "pre_hooks", str, expected="a name", limit=MAX_PRE_HOOKS, where=where)
+    for index, hook in enumerate(hooks):
+        _pattern(hook, _LOCAL_NAME, f"{where}.pre_hooks[{index}]", "a hook name")
+    checks = _policy_list(
+        raw, "checks", Mapping, expected="an object", limit=MAX_CHECKS, where=where
+    )
+    return RolloutPolicy(
+        **whole,
+        reboot=str(reboot),
+        pre_hooks=tuple(str(hook) for hook in hooks),
+        checks=tuple(
+            _policy_check(check, f"{where}.checks[{index}]")
+            for index, check in enumerate(checks)
+            if isinstance(check, Mapping)
+        ),
+        rollback_on_failure=rollback,
+    )
+
+
+def _policy_check(raw: Mapping[object, object], where: str) -> dict[str, object]:
+    """A post-install check as the agent runs it (docs/agent-jobs.md, "Checks")."""
+    kind = raw.get("type")
+    if not isinstance(kind, str) or kind not in _CHECK_FIELDS:
+        raise ValidationFailed(
+            f"{where}.type: should be one of {', '.join(_CHECK_FIELDS)}, got {shown(kind)}"
+        )
+    unknown = sorted(str(key) for key in raw if key not in _CHECK_FIELDS[kind])
+    if unknown:
+        raise ValidationFailed(
+            f"{where}: unknown key(s) {', '.join(unknown)} for a {kind} check",
+            hint=f"{kind} checks take {', '.join(sorted(_CHECK_FIELDS[kind]))}",
+        )
+    if kind == "systemd":
+        _pattern(raw.get("unit"), _UNIT, f"{where}.unit", "a systemd unit name")
+    elif kind == "command":
+        _pattern(raw.get("name"), _LOCAL_NAME, f"{where}.name", "a command name")
+    elif kind == "tcp":
+        _pattern(raw.get("host"), _HOST, f"{where}.host", "a host name or address")
+        _whole(raw.get("port"), 1, 65535, f"{where}.port")
+    else:
+        _http_url(raw.get("url"), f"{where}.url")
+        if "expect_status" in raw:
+            _whole(raw["expect_status"], 100, 599, f"{where}.expect_status")
+    return {str(key): value for key, value in raw.items()}
+
+
+def _pattern(value: object, pattern: re.Pattern[str], where: str, expected: str) -> None:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ValidationFailed(
+            f"{where}: should be {expected} matching {pattern.pattern}, got {shown(value)}"
+        )
+
+
+def _whole(value: object, low: int, high: int, where: str) -> int:
+    # bool is an int in Python, never in a policy.
+    if not isinstance(value, int) or type(value) is bool or not low <= value <= high:
+        raise ValidationFailed(
+            f"{where}: should be a whole number from {low} to {high}, got {shown(value)}"
+        )
+    return value
+
+
+def _http_url(value: object, where: str) -> None:
+    problem = f"{where}: should be an http:// or https:// URL with a host"
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_URL_CHARS:
+        raise ValidationFailed(f"{problem} (at most {MAX_URL_CHARS} characters)")
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError as exc:
+        raise ValidationFailed(f"{problem}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not host or any(c.isspace() for c in value):
+        raise ValidationFailed(f"{problem}, got {shown(value)}")
+
+
+def _policy_list(
+    raw: Mapping[object, object],
+    key: str,
+    kind: type,
+    *,
+    expected: str,
+    limit: int,
+    where: str,
+) -> list[object]:
+    value = raw.get(key, [])
+    if not isinstance(value, list) or len(value) > limit:
+        raise ValidationFailed(
+            f"{where}.{key}: should be a list of at most {limit} items, got {shown(value)}"
+        )
+    for index, item in enumerate(value):
+        if not isinstance(item, kind):
+            raise ValidationFailed(
+                f"{where}.{key}[{index}]: should be {expected}, got {shown(item)}"
+            )
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ import base64
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -16,7 +16,14 @@ from patchwarden.reports.change_record import change_record, to_markdown
 from patchwarden.server.auth import DbSession, Permission, Principal, TransactionalRoute, context
 from patchwarden.server.openapi import errors
 from patchwarden.server.services import deploy
-from patchwarden.server.types import Count, FiniteFloat, Id, JsonObject, Text
+from patchwarden.server.services.deploy_specs import (
+    EmergencyProfileSpec,
+    RolloutSpec,
+    ScriptPackageUpload,
+    rollout_spec,
+    validated,
+)
+from patchwarden.server.types import Count, Id, JsonObject, Text
 from patchwarden.store.models import (
     MaintenanceWindowRow,
     PatchBaselineRow,
@@ -32,6 +39,28 @@ Deployer = Annotated[Principal, Depends(Permission("deploy:write"))]
 Approver = Annotated[Principal, Depends(Permission("approve"))]
 ScriptAdmin = Annotated[Principal, Depends(Permission("scripts:write"))]
 Word = Annotated[Text, Field(max_length=40)]
+# Documents the CLI also accepts arrive as plain JSON and go through the same validation
+# (services/deploy_specs.py), so both give the same message for the same mistake.
+JsonBody = Annotated[Any, Body()]
+
+
+def request_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI request body of a route that validates ``model`` itself."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(definitions[ref.removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    content = {"application/json": {"schema": inline(schema)}}
+    return {"requestBody": {"content": content, "required": True}}
 
 
 # ------------------------------------------------------------------------ windows
@@ -213,15 +242,6 @@ def revoke_exception(
 # ---------------------------------------------------------------- script packages
 
 
-class NewScriptPackage(BaseModel):
-    """A script package: the artifact (base64) and its four commands (argv lists)."""
-
-    name: Text = Field(..., max_length=120)
-    version: Text = Field(..., max_length=60)
-    artifact_base64: str = Field(..., max_length=200 * 1024 * 1024)
-    commands: dict[Word, list[Annotated[Text, Field(max_length=4000)]]]
-
-
 @router.get("/script-packages")
 def list_script_packages(_who: Reader, session: DbSession) -> dict[str, Any]:
     """Registered script packages (without artifacts)."""
@@ -241,61 +261,35 @@ def list_script_packages(_who: Reader, session: DbSession) -> dict[str, Any]:
     return {"items": items, "total": len(items)}
 
 
-@router.post("/script-packages", status_code=201, responses=errors(409))
+@router.post(
+    "/script-packages",
+    status_code=201,
+    responses=errors(409),
+    openapi_extra=request_schema(ScriptPackageUpload),
+)
 def register_script_package(
-    body: NewScriptPackage, request: Request, who: ScriptAdmin, session: DbSession
+    body: JsonBody, request: Request, who: ScriptAdmin, session: DbSession
 ) -> dict[str, Any]:
-    """Register third-party software agents may install (admins only)."""
+    """Register third-party software agents may install (admins only); the name and
+    version rules are in docs/agent-jobs.md."""
+    upload = validated(ScriptPackageUpload, body, source="script package")
     try:
-        artifact = base64.b64decode(body.artifact_base64, validate=True)
+        artifact = base64.b64decode(upload.artifact_base64, validate=True)
     except ValueError as exc:
         raise ValidationFailed(f"artifact_base64 is not valid base64: {exc}") from exc
     row = deploy.register_script_package(
         session,
         who.actor(),
-        name=body.name,
-        version=body.version,
+        name=upload.name,
+        version=upload.version,
         artifact=artifact,
-        commands=body.commands,
+        commands=upload.commands.model_dump(),
         now=context(request).now(),
     )
     return {"id": row.id, "name": row.name, "version": row.version, "sha256": row.sha256}
 
 
 # ----------------------------------------------------------------------- rollouts
-
-
-class RingBody(BaseModel):
-    """A ring of a rollout."""
-
-    name: Text = Field(..., max_length=120)
-    groups: list[Id] = Field(default_factory=list, max_length=10_000)
-    percent: FiniteFloat = Field(100.0, gt=0, le=100)
-    windows: list[Id] = Field(default_factory=list, max_length=1000)
-    concurrency: Text = Field("1", max_length=20)
-    error_budget: Text = Field("1", max_length=20)
-    success_threshold: FiniteFloat = Field(100.0, ge=0, le=100)
-    soak_minutes: int = Field(0, ge=0, le=60 * 24 * 30)
-    requires_approval: bool = False
-
-
-class NewRollout(BaseModel):
-    """A rollout to plan."""
-
-    name: Text = Field(..., max_length=200)
-    target_groups: list[Id] = Field(..., max_length=10_000)
-    rings: list[RingBody] = Field(..., max_length=100)
-    baseline: Id | None = None
-    advisories: list[Annotated[Text, Field(max_length=200)]] = Field(
-        default_factory=list, max_length=100_000
-    )
-    packages: list[Annotated[Text, Field(max_length=300)]] = Field(
-        default_factory=list, max_length=100_000
-    )
-    dependencies: list[tuple[Id, Id]] = Field(default_factory=list, max_length=100_000)
-    policy: JsonObject = Field(default_factory=dict)
-    emergency: bool = False
-    windows: list[Id] = Field(default_factory=list, max_length=1000)
 
 
 @router.get("/rollouts")
@@ -310,39 +304,19 @@ def list_rollouts(
     return {"items": items, "total": len(items)}
 
 
-@router.post("/rollouts", status_code=201, responses=errors(404, 409))
+@router.post(
+    "/rollouts",
+    status_code=201,
+    responses=errors(404, 409),
+    openapi_extra=request_schema(RolloutSpec),
+)
 def create_rollout(
-    body: NewRollout, request: Request, who: Deployer, session: DbSession
+    body: JsonBody, request: Request, who: Deployer, session: DbSession
 ) -> dict[str, Any]:
-    """Plan a rollout (emergency rollouts wait for one approver)."""
-    row = deploy.create_rollout(
-        session,
-        who.actor(),
-        name=body.name,
-        target_groups=body.target_groups,
-        rings=[
-            deploy.RingSpec(
-                r.name,
-                tuple(r.groups),
-                r.percent,
-                tuple(r.windows),
-                r.concurrency,
-                r.error_budget,
-                r.success_threshold,
-                r.soak_minutes,
-                r.requires_approval,
-            )
-            for r in body.rings
-        ],
-        now=context(request).now(),
-        baseline=body.baseline,
-        advisories=body.advisories,
-        packages=body.packages,
-        dependencies=body.dependencies,
-        policy=body.policy,
-        emergency=body.emergency,
-        windows=body.windows,
-    )
+    """Plan a rollout (emergency rollouts wait for one approver); the spec is checked
+    exactly as ``patchwarden rollouts create`` checks it."""
+    spec = rollout_spec(body)
+    row = deploy.create_rollout_from_spec(session, who.actor(), spec, now=context(request).now())
     return deploy.rollout_json(session, row)
 
 
@@ -454,9 +428,11 @@ def get_emergency_profile(_who: Reader, session: DbSession) -> dict[str, Any]:
     return deploy.emergency_profile(session)
 
 
-@router.put("/policies/emergency", responses=errors(404))
+@router.put(
+    "/policies/emergency", responses=errors(404), openapi_extra=request_schema(EmergencyProfileSpec)
+)
 def put_emergency_profile(
-    body: JsonObject, request: Request, who: Deployer, session: DbSession
+    body: JsonBody, request: Request, who: Deployer, session: DbSession
 ) -> dict[str, Any]:
     """Set the emergency profile (``enabled``, ``rings``, ``policy``, ``windows``)."""
     return deploy.set_emergency_profile(session, who.actor(), body, now=context(request).now())

@@ -8,12 +8,13 @@ module turns database rows into their inputs and applies their outputs.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ScalarSelect, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from patchwarden.core import rollout as rules
@@ -22,6 +23,13 @@ from patchwarden.core.errors import Conflict, NotFound, PermissionDenied, Valida
 from patchwarden.core.remediation import FindingView, plan
 from patchwarden.core.windows import Blackout, MaintenanceWindow, parse_window
 from patchwarden.server.services.agents import request_checkin
+from patchwarden.server.services.deploy_specs import (
+    EmergencyProfileSpec,
+    RingSpec,
+    RolloutSpec,
+    emergency_profile_spec,
+    script_package_spec,
+)
 from patchwarden.store import audit
 from patchwarden.store.audit import Actor
 from patchwarden.store.findings import refresh_findings, threats_for
@@ -46,6 +54,8 @@ from patchwarden.store.models import (
     RolloutRow,
     ScriptPackageRow,
 )
+
+log = logging.getLogger("patchwarden.deploy")
 
 ORCHESTRATOR = Actor("orchestrator", "system")
 PRODUCTION_ENVIRONMENTS = frozenset({"prod", "production"})
@@ -482,51 +492,8 @@ def _require_second_person(
 # ----------------------------------------------------------------------- rollouts
 
 
-@dataclass(frozen=True, slots=True)
-class RingSpec:
-    """A ring as requested (counts may be percentages)."""
-
-    name: str
-    groups: tuple[int | str, ...] = ()
-    percent: float = 100.0
-    windows: tuple[int | str, ...] = ()
-    concurrency: str = "1"
-    error_budget: str = "1"
-    success_threshold: float = 100.0
-    soak_minutes: int = 0
-    requires_approval: bool = False
-
-
-DEFAULT_POLICY: dict[str, Any] = {
-    "max_attempts": 2,
-    "retry_backoff_minutes": 5,
-    "expected_minutes": 30,
-    "claim_deadline_minutes": 240,
-    "progress_deadline_minutes": 120,
-    "lease_minutes": 15,
-    "bandwidth_kbps": 0,
-    "reboot": "if_required",
-    "pre_hooks": [],
-    "checks": [],
-    "check_timeout": 60,
-    "rollback_on_failure": True,
-}
-
-
-def _policy(raw: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(raw) - set(DEFAULT_POLICY)
-    if unknown:
-        raise ValidationFailed(
-            f"unknown rollout policy {', '.join(sorted(unknown))}",
-            hint=f"policy keys: {', '.join(DEFAULT_POLICY)}",
-        )
-    merged = {**DEFAULT_POLICY, **raw}
-    if merged["reboot"] not in ("never", "if_required", "always"):
-        raise ValidationFailed("reboot must be never, if_required or always")
-    for key in ("max_attempts", "expected_minutes", "lease_minutes"):
-        if not isinstance(merged[key], int) or merged[key] < 1:
-            raise ValidationFailed(f"{key} must be a whole number ≥ 1")
-    return merged
+#: The policy a rollout gets for every key it leaves out (docs/deployment.md).
+DEFAULT_POLICY: dict[str, Any] = rules.RolloutPolicy().to_json()
 
 
 def rollout_json(session: Session, row: RolloutRow, *, with_jobs: bool = False) -> dict[str, Any]:
@@ -730,15 +697,16 @@ def create_rollout(
     baseline: int | str | None = None,
     advisories: Sequence[str] = (),
     packages: Sequence[str] = (),
-    dependencies: Sequence[tuple[int | str, int | str]] = (),
-    policy: dict[str, Any] | None = None,
+    dependencies: Sequence[Sequence[int | str]] = (),
+    policy: Mapping[str, Any] | None = None,
     emergency: bool = False,
     windows: Sequence[int | str] = (),
     target_assets: Sequence[int] = (),
 ) -> RolloutRow:
     """Plan a rollout: hosts per ring, the approved upgrades per host, one job each.
 
-    Targets are groups, or (for emergency rollouts opened automatically) asset ids.
+    Targets are groups, or (for emergency rollouts opened automatically) asset ids. The
+    policy is checked in full (``core.rollout.parse_policy``) before anything is written.
     """
     if not rings:
         raise ValidationFailed("a rollout needs at least one ring")
@@ -749,7 +717,9 @@ def create_rollout(
         raise ValidationFailed("a rollout needs at least one target group")
     baseline_row = get_baseline(session, baseline) if baseline is not None else None
     baseline_rules = parse_rules(baseline_row.rules) if baseline_row else None
-    merged_policy = _policy(policy or {})
+    typed_policy = rules.parse_policy(policy or {})
+    if any(len(pair) != 2 for pair in dependencies):
+        raise ValidationFailed("a dependency is a pair of groups: [first, then]")
     deps = [[get_group(session, a).id, get_group(session, b).id] for a, b in dependencies]
     rules.validate_dependencies((a, b) for a, b in deps)
     own_windows = [get_window(session, w).id for w in windows]
@@ -786,7 +756,7 @@ def create_rollout(
         selection={"advisories": sorted(advisory_set), "packages": sorted(package_set)},
         target_groups=targets,
         dependencies=deps,
-        policy=merged_policy,
+        policy=typed_policy.to_json(),
         windows=own_windows,
         requested_by=actor.name,
         requested_by_user=actor.user_id,
@@ -818,12 +788,7 @@ def create_rollout(
             "kind": "install",
             "backend": backend,
             "packages": _job_packages(chosen),
-            "bandwidth_kbps": merged_policy["bandwidth_kbps"],
-            "pre_hooks": merged_policy["pre_hooks"],
-            "checks": merged_policy["checks"],
-            "check_timeout": merged_policy["check_timeout"],
-            "reboot": merged_policy["reboot"],
-            "rollback_on_failure": merged_policy["rollback_on_failure"],
+            **typed_policy.job_fields(),
         }
         jobs.append(
             JobRow(
@@ -883,6 +848,27 @@ def create_rollout(
         },
     )
     return rollout
+
+
+def create_rollout_from_spec(
+    session: Session, actor: Actor, spec: RolloutSpec, *, now: datetime
+) -> RolloutRow:
+    """Plan the rollout a validated spec describes (the API's and the CLI's path)."""
+    return create_rollout(
+        session,
+        actor,
+        name=spec.name,
+        target_groups=spec.target_groups,
+        rings=[ring.to_spec() for ring in spec.rings],
+        now=now,
+        baseline=spec.baseline,
+        advisories=spec.advisories,
+        packages=spec.packages,
+        dependencies=spec.dependencies,
+        policy=spec.policy,
+        emergency=spec.emergency,
+        windows=spec.windows,
+    )
 
 
 def _threshold(percent: float) -> float:
@@ -1146,7 +1132,7 @@ def claim_jobs(session: Session, asset_id: int, *, now: datetime, limit: int = 5
         .order_by(JobRow.id)
         .limit(limit)
     ):
-        lease = timedelta(minutes=int(_rollout_policy(session, job.rollout_id)["lease_minutes"]))
+        lease = agent_policy(session, job.rollout_id).lease
         fresh = job.claimed_at is None
         result = session.execute(
             update(JobRow)
@@ -1165,9 +1151,25 @@ def claim_jobs(session: Session, asset_id: int, *, now: datetime, limit: int = 5
     return claimed
 
 
-def _rollout_policy(session: Session, rollout_id: int) -> dict[str, Any]:
-    policy = session.scalar(select(RolloutRow.policy).where(RolloutRow.id == rollout_id))
-    return {**DEFAULT_POLICY, **(policy or {})}
+def rollout_policy(session: Session, rollout_id: int) -> rules.RolloutPolicy:
+    """A rollout's stored policy, typed. A stored policy that breaks the rules (written
+    by an older version, or edited in the database) raises ``ValidationFailed`` naming
+    the rollout and the key; the orchestrator then halts that rollout."""
+    stored = session.scalar(select(RolloutRow.policy).where(RolloutRow.id == rollout_id))
+    return rules.parse_policy(
+        {} if stored is None else stored, where=f"rollout {rollout_id} policy"
+    )
+
+
+def agent_policy(session: Session, rollout_id: int) -> rules.RolloutPolicy:
+    """The policy for the agent-facing calls (claim, heartbeat, result): when the stored
+    policy is broken, the defaults — an agent is not refused for a record it cannot
+    fix, and the orchestrator halts and reports that rollout on its next pass."""
+    try:
+        return rollout_policy(session, rollout_id)
+    except ValidationFailed as exc:
+        log.warning("%s; using the default policy for its agents", exc.message)
+        return rules.RolloutPolicy()
 
 
 def job_payload(job: JobRow) -> dict[str, Any]:
@@ -1184,8 +1186,7 @@ def heartbeat(
         raise NotFound(f"no job {job_id} for this host")
     if job.status != "running" or job.attempt != attempt:
         raise Conflict(f"job {job_id} attempt {attempt} is not running (status {job.status})")
-    lease = timedelta(minutes=int(_rollout_policy(session, job.rollout_id)["lease_minutes"]))
-    job.lease_until = now + lease
+    job.lease_until = now + agent_policy(session, job.rollout_id).lease
     return job.lease_until
 
 
@@ -1226,11 +1227,7 @@ def record_result(
         # Ask the agent for its new inventory soon, so findings resolve promptly.
         request_checkin(session, ORCHESTRATOR, asset_id, 15, now=now)
     else:
-        policy = _rollout_policy(session, job.rollout_id)
-        retry = rules.RetryPolicy(
-            max_attempts=int(policy["max_attempts"]),
-            base=timedelta(minutes=int(policy["retry_backoff_minutes"])),
-        )
+        retry = agent_policy(session, job.rollout_id).retry
         new_status, not_before = rules.after_failure(job.attempt, retry, now)
         job.status = new_status
         job.not_before = not_before
@@ -1266,31 +1263,34 @@ def register_script_package(
     name: str,
     version: str,
     artifact: bytes,
-    commands: dict[str, list[str]],
+    commands: object,
     now: datetime,
 ) -> ScriptPackageRow:
-    """Register third-party software: an artifact and its detect/install/verify/uninstall."""
-    required = ("detect", "install", "verify", "uninstall")
-    for key in required:
-        argv = commands.get(key)
-        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
-            raise ValidationFailed(f"command {key!r} must be a non-empty list of strings (argv)")
-    extra = set(commands) - set(required)
-    if extra:
-        raise ValidationFailed(f"unknown commands: {', '.join(sorted(extra))}")
+    """Register third-party software: an artifact and its detect/install/verify/uninstall.
+
+    Name, version and commands follow ``deploy_specs.ScriptPackageSpec``; a name and
+    version registered already is a ``Conflict``.
+    """
+    spec = script_package_spec({"name": name, "version": version, "commands": commands})
     if not artifact:
         raise ValidationFailed("the artifact is empty")
+    taken = ScriptPackageRow.name == spec.name, ScriptPackageRow.version == spec.version
+    if session.scalar(select(ScriptPackageRow.id).where(*taken)) is not None:
+        raise _script_conflict(spec.name, spec.version)
     row = ScriptPackageRow(
-        name=name,
-        version=version,
+        name=spec.name,
+        version=spec.version,
         sha256=hashlib.sha256(artifact).hexdigest(),
         artifact=artifact,
-        commands={k: commands[k] for k in required},
+        commands=spec.commands.model_dump(),
         created_by=actor.name,
         created_at=now,
     )
     session.add(row)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:  # registered concurrently since the check above
+        raise _script_conflict(spec.name, spec.version) from exc
     audit.record(
         session,
         actor,
@@ -1298,9 +1298,21 @@ def register_script_package(
         now=now,
         target_type="script_package",
         target_id=row.id,
-        after={"name": name, "version": version, "sha256": row.sha256, "commands": row.commands},
+        after={
+            "name": spec.name,
+            "version": spec.version,
+            "sha256": row.sha256,
+            "commands": row.commands,
+        },
     )
     return row
+
+
+def _script_conflict(name: str, version: str) -> Conflict:
+    return Conflict(
+        f"script package {name} {version} is already registered",
+        hint="register the new artifact under a new version",
+    )
 
 
 # ------------------------------------------------------------------ emergencies
@@ -1315,30 +1327,19 @@ def emergency_profile(session: Session) -> dict[str, Any]:
 
 
 def set_emergency_profile(
-    session: Session, actor: Actor, profile: dict[str, Any], *, now: datetime
+    session: Session, actor: Actor, profile: object, *, now: datetime
 ) -> dict[str, Any]:
-    """Validate and store the emergency profile: ``enabled``, ``rings`` (as in a rollout
-    spec), ``policy``, ``windows`` (names or ids)."""
-    unknown = set(profile) - {"enabled", "rings", "policy", "windows"}
-    if unknown:
-        raise ValidationFailed(f"unknown emergency profile keys: {', '.join(sorted(unknown))}")
-    if not isinstance(profile.get("enabled", False), bool):
-        raise ValidationFailed("enabled must be true or false")
-    rings = profile.get("rings") or [
-        {"name": "emergency", "concurrency": "10%", "error_budget": "1"}
-    ]
-    for ring in rings:
-        if not isinstance(ring, dict) or ring.get("groups"):
-            raise ValidationFailed("emergency rings take hosts by percent only (no groups)")
-        ring_spec_from_json(ring)
-    _policy(dict(profile.get("policy", {})))
-    for window in profile.get("windows", []):
+    """Validate (``deploy_specs.EmergencyProfileSpec``) and store the emergency profile:
+    ``enabled``, ``rings`` (as in a rollout spec, without groups), ``policy``,
+    ``windows`` (names or ids)."""
+    spec = emergency_profile_spec(profile)
+    for window in spec.windows:
         get_window(session, window)
-    clean = {
-        "enabled": profile.get("enabled", False),
-        "rings": rings,
-        "policy": dict(profile.get("policy", {})),
-        "windows": list(profile.get("windows", [])),
+    clean: dict[str, Any] = {
+        "enabled": spec.enabled,
+        "rings": [ring.model_dump(exclude_defaults=True) for ring in spec.effective_rings()],
+        "policy": dict(spec.policy),
+        "windows": list(spec.windows),
     }
     row = session.get(PolicyRow, EMERGENCY_KEY)
     before = dict(row.value) if row is not None else None
@@ -1410,7 +1411,7 @@ def open_emergency_rollouts(session: Session, *, now: datetime) -> int | None:
             )
         )
     )
-    profile = row.value
+    profile = _stored_emergency_profile(row.value)
     rollout = create_rollout(
         session,
         ORCHESTRATOR,
@@ -1418,33 +1419,18 @@ def open_emergency_rollouts(session: Session, *, now: datetime) -> int | None:
         + (" …" if len(advisories) > 3 else ""),
         target_groups=(),
         target_assets=assets,
-        rings=[ring_spec_from_json(r) for r in profile.get("rings", [])],
+        rings=[ring.to_spec() for ring in profile.effective_rings()],
         now=now,
         advisories=advisories,
-        policy=dict(profile.get("policy", {})),
+        policy=profile.policy,
         emergency=True,
-        windows=list(profile.get("windows", [])),
+        windows=profile.windows,
     )
     return rollout.id
 
 
-def ring_spec_from_json(raw: dict[str, Any]) -> RingSpec:
-    """A ring from a rollout spec or the emergency profile (unknown keys refused)."""
-    allowed = set(RingSpec.__dataclass_fields__)
-    unknown = set(raw) - allowed
-    if unknown:
-        raise ValidationFailed(
-            f"unknown ring keys: {', '.join(sorted(unknown))}",
-            hint=f"ring keys: {', '.join(sorted(allowed))}",
-        )
-    return RingSpec(
-        name=str(raw.get("name", "ring")),
-        groups=tuple(raw.get("groups", ())),
-        windows=tuple(raw.get("windows", ())),
-        percent=float(raw.get("percent", 100)),
-        concurrency=str(raw.get("concurrency", "1")),
-        error_budget=str(raw.get("error_budget", "1")),
-        success_threshold=float(raw.get("success_threshold", 100)),
-        soak_minutes=int(raw.get("soak_minutes", 0)),
-        requires_approval=bool(raw.get("requires_approval", False)),
+def _stored_emergency_profile(value: Mapping[str, Any]) -> EmergencyProfileSpec:
+    """The stored profile, checked again (it may predate today's rules)."""
+    return emergency_profile_spec(
+        {k: v for k, v in value.items() if k != "last_scan"}, source="stored emergency profile"
     )

@@ -18,20 +18,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from sqlalchemy import Connection, DateTime, select, text, type_coerce, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from patchwarden.core import rollout as rules
+from patchwarden.core.errors import PatchwardenError
 from patchwarden.core.windows import MaintenanceWindow
 from patchwarden.server.services.deploy import (
     ORCHESTRATOR,
-    _rollout_policy,
     expire_exceptions,
     get_window,
     host_windows,
     open_emergency_rollouts,
+    rollout_policy,
     to_window,
 )
 from patchwarden.store import audit
@@ -120,6 +122,8 @@ class TickReport:
     actions: dict[str, int] = field(default_factory=dict)
     expired_exceptions: int = 0
     emergency_rollout: int | None = None
+    #: What failed in this pass ("rollout 7", "emergency scan", …) and why.
+    failures: dict[str, str] = field(default_factory=dict)
 
 
 _NO_GROUPS: frozenset[int] = frozenset()
@@ -184,7 +188,7 @@ def build_view(session: Session, rollout: RolloutRow) -> rules.RolloutView:
     for job in jobs:
         if job.ring_idx in ring_windows:
             windows[job.asset_id] = ring_windows[job.ring_idx]
-    policy = _rollout_policy(session, rollout.id)
+    policy = rollout_policy(session, rollout.id)
     return rules.RolloutView(
         status=rollout.status,  # type: ignore[arg-type]
         rings=tuple(
@@ -218,9 +222,9 @@ def build_view(session: Session, rollout: RolloutRow) -> rules.RolloutView:
         ),
         windows=windows,
         dependencies=tuple((int(a), int(b)) for a, b in rollout.dependencies),
-        expected_duration=timedelta(minutes=int(policy["expected_minutes"])),
-        claim_deadline=timedelta(minutes=int(policy["claim_deadline_minutes"])),
-        progress_deadline=timedelta(minutes=int(policy["progress_deadline_minutes"])),
+        expected_duration=policy.expected_duration,
+        claim_deadline=policy.claim_deadline,
+        progress_deadline=policy.progress_deadline,
     )
 
 
@@ -236,11 +240,7 @@ def apply_actions(
             select(RolloutRingRow).where(RolloutRingRow.rollout_id == rollout.id)
         )
     }
-    policy = _rollout_policy(session, rollout.id)
-    retry = rules.RetryPolicy(
-        max_attempts=int(policy["max_attempts"]),
-        base=timedelta(minutes=int(policy["retry_backoff_minutes"])),
-    )
+    retry = rollout_policy(session, rollout.id).retry
 
     def job(job_id: int) -> JobRow:
         row = session.get(JobRow, job_id)
@@ -342,11 +342,21 @@ def _audit(session: Session, rollout: RolloutRow, action: str, now: datetime, **
 
 
 def tick(database: Database, *, now: datetime) -> TickReport:
-    """One pass over every active rollout (the leader calls this periodically)."""
+    """One pass over every active rollout (the leader calls this periodically).
+
+    Every step has a transaction of its own, and a failure stays inside its step: the
+    exception sweep, the emergency scan and each rollout. A rollout that cannot be
+    processed (a stored policy that breaks the rules, a window deleted under it, …) is
+    halted with the reason and audited once; the other rollouts go on in the same pass.
+    ``TickReport.failures`` lists what failed.
+    """
     report = TickReport()
+    expired = _step(database, report, "exception expiry", lambda s: expire_exceptions(s, now=now))
+    report.expired_exceptions = expired or 0
+    report.emergency_rollout = _step(
+        database, report, "emergency scan", lambda s: open_emergency_rollouts(s, now=now)
+    )
     with database.session() as session:
-        report.expired_exceptions = expire_exceptions(session, now=now)
-        report.emergency_rollout = open_emergency_rollouts(session, now=now)
         ids = list(session.scalars(select(RolloutRow.id).where(RolloutRow.status.in_(ACTIVE))))
         ids += [
             r
@@ -358,25 +368,107 @@ def tick(database: Database, *, now: datetime) -> TickReport:
             if r not in ids
         ]
     for rollout_id in ids:
-        with database.session() as session:
-            query = select(RolloutRow).where(RolloutRow.id == rollout_id)
-            if not is_sqlite(database.engine):
-                query = query.with_for_update()
-            rollout = session.scalars(query).one()
-            actions: list[rules.Action] = []
-            if rollout.status in ACTIVE:
-                actions += rules.decide(build_view(session, rollout), now)
-            actions += _rollback_actions(session, rollout, now)
-            apply_actions(session, rollout, actions, now=now)
-            report.rollouts += 1
-            for action in actions:
-                name = type(action).__name__
-                report.actions[name] = report.actions.get(name, 0) + 1
+        try:
+            with database.session() as session:
+                actions = _process(session, rollout_id, now=now, sqlite=is_sqlite(database.engine))
+        except _TRANSIENT as exc:  # the database, not the rollout: try again next pass
+            log.warning("orchestrator: rollout %s skipped this pass: %s", rollout_id, exc)
+            report.failures[f"rollout {rollout_id}"] = _describe(exc)
+            continue
+        except Exception as exc:  # one broken rollout must not stop the others
+            problem = _describe(exc)
+            report.failures[f"rollout {rollout_id}"] = problem
+            if _halt_broken(database, rollout_id, problem, now=now):
+                log.error("orchestrator: rollout %s halted: %s", rollout_id, problem, exc_info=exc)
+            else:  # halted and logged on an earlier pass
+                log.debug("orchestrator: rollout %s still cannot be processed", rollout_id)
+            continue
+        report.rollouts += 1
+        for action in actions:
+            name = type(action).__name__
+            report.actions[name] = report.actions.get(name, 0) + 1
     return report
 
 
+# Errors of the database connection rather than of a rollout's data.
+_TRANSIENT = (OperationalError, InterfaceError)
+
+T = TypeVar("T")
+
+
+def _step(
+    database: Database, report: TickReport, name: str, work: Callable[[Session], T]
+) -> T | None:
+    """``work`` in its own transaction; a failure is logged and reported, not raised."""
+    try:
+        with database.session() as session:
+            return work(session)
+    except Exception as exc:  # the rest of the pass must still run
+        log.exception("orchestrator: %s failed", name)
+        report.failures[name] = _describe(exc)
+        return None
+
+
+def _process(
+    session: Session, rollout_id: int, *, now: datetime, sqlite: bool
+) -> list[rules.Action]:
+    """Decide and apply one rollout's actions (the caller's transaction)."""
+    query = select(RolloutRow).where(RolloutRow.id == rollout_id)
+    if not sqlite:
+        query = query.with_for_update()
+    rollout = session.scalars(query).one()
+    actions: list[rules.Action] = []
+    if rollout.status in ACTIVE:
+        actions += rules.decide(build_view(session, rollout), now)
+    actions += _rollback_actions(session, rollout, now)
+    apply_actions(session, rollout, actions, now=now)
+    return actions
+
+
+def _describe(exc: Exception) -> str:
+    """One line about a failure, for a halt reason and the tick report."""
+    if isinstance(exc, PatchwardenError):
+        return str(exc)
+    first = (str(exc).strip().splitlines() or [""])[0]
+    text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
+def _halt_broken(database: Database, rollout_id: int, problem: str, *, now: datetime) -> bool:
+    """Stop a rollout the orchestrator cannot process: halted (when it was running or
+    paused), the reason recorded and audited — once, not on every pass — and its
+    released but unclaimed jobs withdrawn, so no agent starts work the loop cannot
+    follow. A resume puts it back in the loop (it halts again if nothing was fixed).
+    True when this pass recorded it."""
+    reason = f"the orchestrator cannot process this rollout: {problem}"
+    try:
+        with database.session() as session:
+            rollout = session.get(RolloutRow, rollout_id)
+            if rollout is None or rollout.halt_reason == reason:
+                return False
+            before = rollout.status
+            if rollout.status in ("running", "paused"):
+                rollout.status = "halted"
+            rollout.halt_reason = reason
+            session.execute(
+                update(JobRow)
+                .where(
+                    JobRow.rollout_id == rollout_id,
+                    JobRow.kind == "install",
+                    JobRow.status == "ready",
+                    JobRow.claimed_at.is_(None),
+                )
+                .values(status="pending", released_at=None)
+            )
+            _audit(session, rollout, "rollout.halt", now, reason=reason, status_before=before)
+    except Exception:  # logged; the pass goes on with the next rollout
+        log.exception("orchestrator: cannot mark rollout %s halted", rollout_id)
+        return False
+    return True
+
+
 def _rollback_actions(session: Session, rollout: RolloutRow, now: datetime) -> list[rules.Action]:
-    policy = _rollout_policy(session, rollout.id)
+    policy = rollout_policy(session, rollout.id)
     jobs = session.scalars(
         select(JobRow).where(
             JobRow.rollout_id == rollout.id,
@@ -398,8 +490,8 @@ def _rollback_actions(session: Session, rollout: RolloutRow, now: datetime) -> l
             )
             for j in jobs
         ),
-        claim_deadline=timedelta(minutes=int(policy["claim_deadline_minutes"])),
-        progress_deadline=timedelta(minutes=int(policy["progress_deadline_minutes"])),
+        claim_deadline=policy.claim_deadline,
+        progress_deadline=policy.progress_deadline,
         now=now,
     )
 
