@@ -19,6 +19,8 @@ from patchwarden.cli.main import run
 from patchwarden.core.model import InstalledPackage, Inventory, OsInfo
 from patchwarden.server.app import create_app
 from patchwarden.server.context import AppContext
+from patchwarden.server.services.identity import create_token
+from patchwarden.store.audit import SYSTEM
 from patchwarden.store.db import open_database
 from patchwarden.store.inventory import record_inventory
 from patchwarden.store.models import ApiTokenRow, AuditEventRow, RiskExceptionRow, UserRow
@@ -181,7 +183,7 @@ def test_every_changing_command_needs_a_user(
     anonymous: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     spec = tmp_path / "spec.yaml"
-    spec.write_text("name: x\n")
+    spec.write_text("name: x\ntarget_groups: [lab]\nrings:\n  - {name: lab, groups: [lab]}\n")
     inventory = tmp_path / "inv.txt"
     inventory.write_text("bash 5.2-1\n")
     for argv in (
@@ -267,3 +269,73 @@ def test_bootstrap_creates_only_the_first_admin(
     assert cli(capsys, "login", "root")[0] == 0
     code, _, err = cli(capsys, "groups", "create", "db", "--filter", '{"tags_any": ["db"]}')
     assert code == 0, err
+
+
+def test_a_scoped_token_mints_nothing_broader_from_the_cli(
+    anonymous: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API's rule holds in the CLI: a token creates only tokens within its own
+    scopes and lifetime."""
+    make_user_token(anonymous, "root", "admin")
+    database = open_database(anonymous, audit_key=TEST_AUDIT_KEY)
+    try:
+        with database.session() as session:
+            root = session.scalars(select(UserRow).where(UserRow.username == "root")).one()
+            parent, scoped = create_token(
+                session,
+                SYSTEM,
+                root,
+                name="narrow",
+                scopes=["read", "tokens:self"],
+                days=2,
+                now=now(),
+            )
+            parent_expiry = parent.expires_at
+    finally:
+        database.dispose()
+    monkeypatch.setenv("PATCHWARDEN_TOKEN", scoped)
+
+    code, out, err = cli(capsys, "tokens", "create", "--name", "minted", "--json")
+    assert code == 0, err
+    minted = json.loads(out)
+    assert set(minted["scopes"]) <= {"read", "tokens:self"}
+    assert minted["expires_at"] <= parent_expiry.isoformat()
+
+    code, _, err = cli(capsys, "tokens", "create", "--scope", "users:write")
+    assert code == 2
+    assert "cannot grant scopes it lacks: users:write" in err
+    code, _, err = cli(capsys, "tokens", "create", "--days", "30")
+    assert code == 2
+    assert "cannot outlive the token that creates it" in err
+    code, _, err = cli(
+        capsys, "users", "create", "mallory", "--role", "admin", "--password", "p" * 16
+    )
+    assert code == 2
+    assert "lacks the 'users:write' permission" in err
+
+
+def test_script_packages_need_scripts_write(
+    anonymous: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    _operator, operator_token = make_user_token(anonymous, "olga", "operator")
+    artifact = tmp_path / "tool.tar"
+    artifact.write_bytes(b"not really a tarball")
+    commands = tmp_path / "commands.json"
+    commands.write_text(
+        json.dumps(
+            {
+                "detect": ["true"],
+                "install": ["true"],
+                "verify": ["true"],
+                "uninstall": ["true"],
+            }
+        )
+    )
+    monkeypatch.setenv("PATCHWARDEN_TOKEN", operator_token)
+    argv = ["scripts", "register", "tool", "1.0", "--artifact", str(artifact)]
+    code, _, err = cli(capsys, *argv, "--commands", str(commands))
+    assert code == 2
+    assert "lacks the 'scripts:write' permission" in err

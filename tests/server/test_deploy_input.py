@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ from sqlalchemy import func, select
 
 from patchwarden.cli.main import run
 from patchwarden.server.context import AppContext
-from patchwarden.store.audit import Actor
+from patchwarden.server.services import identity
+from patchwarden.store.audit import SYSTEM, Actor
 from patchwarden.store.groups import create_group
 from patchwarden.store.models import RolloutRow, ScriptPackageRow
 from tests.server.conftest import SignedIn, sign_in
@@ -47,11 +49,22 @@ COMMANDS = {
 
 
 @pytest.fixture
-def cli_env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def cli_home(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The CLI on the test database (the same one ``ctx`` serves)."""
     monkeypatch.setenv("PATCHWARDEN_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PATCHWARDEN_DATABASE_URL", db_url)
+    monkeypatch.setenv("PATCHWARDEN_CREDENTIALS_FILE", str(tmp_path / "credentials.json"))
     return tmp_path
+
+
+def sign_cli_in(ctx: AppContext, role: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let the CLI act as the fixture user of ``role`` (PATCHWARDEN_TOKEN)."""
+    with ctx.db.session() as session:
+        user = identity.get_user(session, role)
+        _row, token = identity.create_token(
+            session, SYSTEM, user, name="cli", scopes=None, days=1, now=datetime.now(UTC)
+        )
+    monkeypatch.setenv("PATCHWARDEN_TOKEN", token)
 
 
 @dataclass
@@ -71,20 +84,30 @@ class Edges:
 
 @pytest.fixture
 def as_operator(
-    ctx: AppContext, cli_env: Path, capsys: pytest.CaptureFixture[str]
+    ctx: AppContext,
+    cli_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Edges]:
     with ctx.db.session() as session:
         create_group(session, Actor("test", "system"), name="lab", now=ctx.now())
+    sign_cli_in(ctx, "operator", monkeypatch)
     signed = sign_in(ctx, "operator")
     with signed.client:
-        yield Edges(ctx, signed, cli_env, capsys)
+        yield Edges(ctx, signed, cli_home, capsys)
 
 
 @pytest.fixture
-def as_admin(ctx: AppContext, cli_env: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Edges]:
+def as_admin(
+    ctx: AppContext,
+    cli_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Edges]:
+    sign_cli_in(ctx, "admin", monkeypatch)
     signed = sign_in(ctx, "admin")
     with signed.client:
-        yield Edges(ctx, signed, cli_env, capsys)
+        yield Edges(ctx, signed, cli_home, capsys)
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -208,10 +231,10 @@ def _limit_memory() -> None:  # runs in the child before exec
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def test_billion_laughs_is_refused_quickly_with_bounded_memory(cli_env: Path, db_url: str) -> None:
+def test_billion_laughs_is_refused_quickly_with_bounded_memory(cli_home: Path, db_url: str) -> None:
     """1.1 KB standing for 10^9 strings: refused at its first anchor, in a process
     whose address space is capped at 1.5 GiB (expanding it needs gigabytes)."""
-    path = cli_env / "laughs.yaml"
+    path = cli_home / "laughs.yaml"
     path.write_text(BILLION_LAUGHS, encoding="utf-8")
     assert path.stat().st_size < 2048
     env = {**os.environ, "PATCHWARDEN_DATABASE_URL": db_url, "COLUMNS": "500"}
@@ -265,9 +288,9 @@ def test_billion_laughs_is_refused_quickly_with_bounded_memory(cli_env: Path, db
     ],
 )
 def test_hostile_or_broken_documents_are_refused_with_their_line(
-    cli_env: Path, capsys: pytest.CaptureFixture[str], name: str, text: str, expected: str
+    cli_home: Path, capsys: pytest.CaptureFixture[str], name: str, text: str, expected: str
 ) -> None:
-    path = cli_env / name
+    path = cli_home / name
     if name == "latin1.json":
         path.write_bytes('{"name": "Müller"}'.encode("latin-1"))
     else:
@@ -281,9 +304,9 @@ def test_hostile_or_broken_documents_are_refused_with_their_line(
 
 
 def test_a_huge_file_is_refused_before_parsing(
-    cli_env: Path, capsys: pytest.CaptureFixture[str]
+    cli_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = cli_env / "huge.yaml"
+    path = cli_home / "huge.yaml"
     with path.open("w", encoding="utf-8") as handle:
         handle.write("name: x\nadvisories:\n")
         for n in range(100_000):
@@ -312,12 +335,17 @@ def test_deep_and_huge_specs_over_the_api_are_refused(as_operator: Edges) -> Non
     answer = api.client.post("/api/v1/rollouts", content=deeper, headers=headers)
     assert 400 <= answer.status_code < 500, answer.text
     started = time.monotonic()
+    # Over the body limit (PATCHWARDEN_MAX_JSON_BYTES, 1 MiB): refused before parsing.
     huge = {**GOOD_SPEC, "advisories": [f"DSA-{n}-1" for n in range(500_000)]}
     answer = api.client.post("/api/v1/rollouts", json=huge, headers=api.headers())
+    assert answer.status_code == 413
+    # Within it, but longer than a spec may list.
+    many = {**GOOD_SPEC, "advisories": [f"DSA-{n}-1" for n in range(20_000)]}
+    answer = api.client.post("/api/v1/rollouts", json=many, headers=api.headers())
     assert answer.status_code == 422
     assert answer.json()["error"] == (
         "rollout spec: advisories: List should have at most 10000 items after validation, "
-        "not 500000, got ['DSA-0-1', 'DSA-1-1', 'DSA-2-1', 'DSA-3-1', ...]"
+        "not 20000, got ['DSA-0-1', 'DSA-1-1', 'DSA-2-1', 'DSA-3-1', ...]"
     )
     assert time.monotonic() - started < 30
     assert rollouts(as_operator.ctx) == 0

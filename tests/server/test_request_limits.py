@@ -31,6 +31,7 @@ from patchwarden.store.db import open_database
 from patchwarden.store.models import LoginAttemptRow
 from tests.e2e.servers import REPO, free_port
 from tests.server.conftest import PASSWORD
+from tests.support import TEST_AUDIT_KEY
 
 JSON_LIMIT = 64 * 1024
 
@@ -52,7 +53,7 @@ class Server:
 
 
 def _seed(database_url: str) -> str:
-    database = open_database(database_url)
+    database = open_database(database_url, migrate=True, audit_key=TEST_AUDIT_KEY)
     now = datetime.now(UTC)
     system = Actor("test", "system")
     try:

@@ -249,7 +249,7 @@ def list_enrollment_tokens(_who: Enroller, session: DbSession) -> dict[str, Any]
     return {"items": [agents.enrollment_json(r) for r in rows], "total": len(rows)}
 
 
-@router.post("/enrollment-tokens", status_code=201)
+@router.post("/enrollment-tokens", status_code=201, responses=errors(404))
 def create_enrollment_token(
     body: NewEnrollmentToken, request: Request, who: Enroller, session: DbSession
 ) -> dict[str, Any]:
