@@ -25,7 +25,7 @@ AGENT_SAFE_CORE = (
 
 #: component → (allowed patchwarden prefixes, allowed third-party top-level packages)
 RULES: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
-    "core": (("patchwarden.core",), frozenset({"cvss", "dateutil"})),
+    "core": (("patchwarden.core",), frozenset({"cvss", "dateutil", "yaml"})),
     "collect": (("patchwarden.collect", *AGENT_SAFE_CORE), frozenset()),
     "collect/ssh": (("patchwarden.collect", *AGENT_SAFE_CORE), frozenset({"asyncssh"})),
     "agent": (("patchwarden.agent", "patchwarden.collect", *AGENT_SAFE_CORE), frozenset()),

@@ -142,12 +142,11 @@ def test_empty_package_list_is_fine() -> None:
 
 
 def test_float_version_key_is_refused() -> None:
+    # An unquoted `1.1:` is a YAML number, not a version: YAML feeds are plain data with
+    # text keys, so the file is refused at the line, before any record is read.
     path = FIXTURES / "secdb-float-key.yaml"
-    with pytest.raises(FeedError, match=r"invalid fixed version key 1\.1") as caught:
+    with pytest.raises(FeedError, match=r"secdb-float-key\.yaml, line 8: keys must be text"):
         parse_path(path, now=NOW)
-    assert caught.value.record == "example"
-    assert caught.value.field == "packages[0].pkg.secfixes"
-    assert caught.value.hint
 
 
 def test_truncated_secdb(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import zipfile
 from collections import Counter
 from datetime import UTC, datetime
@@ -12,7 +13,12 @@ import pytest
 from patchwarden.core.errors import FeedError
 from patchwarden.core.model import Advisory, AffectedRange, Event
 from patchwarden.feeds.formats.detect import parse_path
-from patchwarden.feeds.formats.osv import parse_osv, parse_osv_jsonl, parse_osv_zip
+from patchwarden.feeds.formats.osv import (
+    parse_osv,
+    parse_osv_jsonl,
+    parse_osv_yaml,
+    parse_osv_zip,
+)
 from patchwarden.feeds.parsed import ParsedFeed
 from tests.support import data_file
 
@@ -392,7 +398,7 @@ def test_red_hat_and_ghsa_conversions() -> None:
             "exactly one key, found keys ['fixed', 'limit']",
         ),
         ("osv-bad-date.json", "PW-TEST-0003", "published", "not an RFC 3339 timestamp"),
-        ("osv-no-zone.yaml", "PW-TEST-0004", "modified", "timestamp has no time zone"),
+        ("osv-no-zone.yaml", "PW-TEST-0004", "modified", "not an RFC 3339 timestamp"),
         (
             "osv-float-version.yaml",
             "PW-TEST-0005",
@@ -442,3 +448,23 @@ def test_duplicate_id_in_one_list_raises() -> None:
     with pytest.raises(FeedError, match="duplicate id") as caught:
         parse_osv(b"[" + record + b"," + record + b"]", "dup.json")
     assert caught.value.record == "GO-2020-0001"
+
+
+def test_hostile_yaml_records_are_refused_before_they_expand(tmp_path: Path) -> None:
+    """A YAML feed record is plain data: the "billion laughs" (aliases of aliases), tags
+    and deep nesting are refused by the parser's events, before any value is built."""
+    laughs = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    laughs += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]" for n in range(1, 10)]
+    cases = {
+        "laughs.yaml": "\n".join(["id: PW-LAUGH", *laughs]) + "\n",
+        "tagged.yaml": "id: !!python/object/apply:os.system ['true']\n",
+        "deep.yaml": "id: PW-DEEP\nsummary: " + "[" * 5000 + "]" * 5000 + "\n",
+    }
+    started = time.monotonic()
+    for name, text in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(FeedError) as caught:
+            parse_osv_yaml(path.read_bytes(), str(path))
+        assert "not a plain YAML document" in caught.value.message, name
+    assert time.monotonic() - started < 10

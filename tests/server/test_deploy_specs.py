@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from patchwarden.agent.jobs import parse_script_package
-from patchwarden.cli.documents import parse_document
+from patchwarden.core.documents import parse_document
 from patchwarden.core.errors import ValidationFailed
 from patchwarden.server.services.deploy_specs import (
     SCRIPT_NAME,

@@ -26,6 +26,7 @@ from patchwarden.cli.common import (
     stdout,
 )
 from patchwarden.cli.identity import actor, operator
+from patchwarden.core.documents import parse_document
 from patchwarden.core.errors import PermissionDenied, ValidationFailed
 from patchwarden.server.security import ROLES
 from patchwarden.server.services import agents, identity
@@ -267,12 +268,7 @@ def enroll_create(
     With --asset it is a re-enroll token: the one way to replace the agent of an asset
     whose agent is live (or to attach an agent to an asset known without one).
     """
-    try:
-        parsed = json.loads(defaults)
-    except json.JSONDecodeError as exc:
-        raise ValidationFailed(f"--defaults is not valid JSON: {exc}") from exc
-    if not isinstance(parsed, dict):
-        raise ValidationFailed("--defaults must be a JSON object")
+    parsed = _json_object(defaults, "--defaults")
     with database() as db, db.session() as session:
         row, secret = agents.create_enrollment_token(
             session,
@@ -524,13 +520,9 @@ def groups_create(
 
 
 def _json_object(text: str, option: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValidationFailed(f"{option} is not valid JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise ValidationFailed(f"{option} must be a JSON object")
-    return value
+    """The JSON object an option holds, parsed as plain data (bounded size and nesting,
+    finite numbers, no duplicate keys: core/documents.py)."""
+    return parse_document(text, source=option, yaml_syntax=False, what=f"{option}")
 
 
 @groups_app.command("set")

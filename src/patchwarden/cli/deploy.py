@@ -13,8 +13,9 @@ from sqlalchemy import select
 
 from patchwarden.cli.admin import _table
 from patchwarden.cli.common import EXIT_OK, database, now, print_json, stdout
-from patchwarden.cli.documents import load_document, parse_document
+from patchwarden.cli.documents import load_document
 from patchwarden.cli.identity import actor, require
+from patchwarden.core.documents import parse_document
 from patchwarden.core.windows import next_window
 from patchwarden.reports.change_record import change_record, to_markdown
 from patchwarden.server.services import deploy

@@ -13,8 +13,8 @@ from datetime import UTC, date, datetime
 from typing import TypeVar
 
 import orjson
-import yaml
 
+from patchwarden.core.documents import plain_yaml
 from patchwarden.core.errors import FeedError, ValidationFailed
 
 H = TypeVar("H", bound=Hashable)
@@ -78,13 +78,15 @@ def load_json(data: bytes, source: str, *, expected: str, record: str | None = N
 
 
 def load_yaml(data: bytes, source: str, *, expected: str) -> object:
-    """Decode YAML with the safe loader (the C one when available, for speed)."""
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    """Decode YAML as plain data (core/documents.py): a downloaded file gets no anchors,
+    aliases, tags or deep nesting, so a small hostile file cannot expand in memory."""
     try:
-        return yaml.load(data, Loader=loader)  # noqa: S506 - a safe loader, chosen above
-    except yaml.YAMLError as exc:
+        return plain_yaml(decode_text(data, source), source)
+    except ValidationFailed as exc:
         raise FeedError(
-            f"not valid YAML ({exc}); expected {expected}", source=source, hint=_REDOWNLOAD
+            f"not a plain YAML document ({exc.message}); expected {expected}",
+            source=source,
+            hint=_REDOWNLOAD,
         ) from exc
 
 

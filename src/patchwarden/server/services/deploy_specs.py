@@ -1,7 +1,7 @@
 """What the deployment API and CLI accept: rollout specs, the emergency profile and
 script packages — one model and one validation for both edges.
 
-The CLI decodes a file (``cli/documents.py`` turns YAML or JSON into plain data, safely),
+The CLI decodes a file (``core/documents.py`` turns YAML or JSON into plain data, safely),
 the API a JSON body; both hand the decoded value to ``rollout_spec``,
 ``emergency_profile_spec`` or ``script_package_spec``. The same mistake therefore gives
 the same message everywhere — where (the field's path, ``rings[0].concurrency``) and what
