@@ -161,3 +161,11 @@ def test_remediation_target_uses_native_ordering() -> None:
         ]
     )
     assert upgrades[0].target_version == "1.0-1"  # ~ sorts before the release
+
+
+def test_remediation_plans_around_a_fix_no_rule_can_order() -> None:
+    # dpkg refuses a version with a space; whichever order the findings come in, the
+    # orderable fix is the target and planning does not raise.
+    for fixes in (["1.0 bad", "1.0-2"], ["1.0-2", "1.0 bad"]):
+        upgrades = plan([view("p", f"A{n}", fix, 1.0, source="p") for n, fix in enumerate(fixes)])
+        assert [u.target_version for u in upgrades] == ["1.0-2"]

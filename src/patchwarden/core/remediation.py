@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from patchwarden.core import versions
+from patchwarden.core.errors import InvalidVersion
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +60,14 @@ def plan(findings: Iterable[FindingView]) -> tuple[Upgrade, ...]:
         target = members[0].fixed_version or ""
         for member in members[1:]:
             fixed = member.fixed_version or ""
-            if versions.compare(ecosystem, fixed, target) > 0:
-                target = fixed
+            try:
+                if versions.compare(ecosystem, fixed, target) > 0:
+                    target = fixed
+            except InvalidVersion:
+                # A fix no rule can order cannot be compared: an orderable target
+                # stands (matching reports the unorderable version with its finding).
+                if not versions.is_valid(ecosystem, target):
+                    target = fixed
         per_advisory: dict[str, float] = {}
         for member in members:
             per_advisory[member.advisory_id] = max(
