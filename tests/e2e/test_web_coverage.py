@@ -27,10 +27,9 @@ from patchwarden.store.inventory import record_inventory
 from tests.e2e import test_web_pages as pages
 from tests.e2e.browser import Browser, chromium, serve
 
-# The page suite's fixtures: app context, clock, cheap password hashing.
+# The page suite's fixtures: app context and clock.
 clock = pages.clock
 ctx = pages.ctx
-cheap_password_hashing = pages.cheap_password_hashing
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -39,7 +39,6 @@ from tests.server.conftest import user_actor
 clock = server_fixtures.clock
 ctx = server_fixtures.ctx
 browser = web.browser
-cheap_password_hashing = web.cheap_password_hashing
 sign_in = web.sign_in
 sqlite_only = web.sqlite_only
 

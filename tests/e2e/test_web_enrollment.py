@@ -9,9 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from argon2 import PasswordHasher
 
-from patchwarden.server import security
 from patchwarden.server.app import create_app
 from patchwarden.server.auth import SESSION_COOKIE
 from patchwarden.server.context import AppContext
@@ -59,14 +57,6 @@ def seed(context: AppContext) -> Seeded:
         revoked, _ = agents.create_enrollment_token(s, SEEDER, now=now, note="old batch")
         agents.revoke_enrollment_token(s, SEEDER, revoked.id, now=now)
         return Seeded(host.asset_id, host.credential, active.id, revoked.id)
-
-
-@pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """argon2id at its lowest cost: these tests are about pages."""
-    monkeypatch.setattr(
-        security, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    )
 
 
 @pytest.fixture(scope="module")

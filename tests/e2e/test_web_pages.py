@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 
 import httpx
 import pytest
-from argon2 import PasswordHasher
 
 from patchwarden.core.model import (
     Advisory,
@@ -24,7 +23,6 @@ from patchwarden.core.model import (
     KevEntry,
     OsInfo,
 )
-from patchwarden.server import security
 from patchwarden.server.app import create_app
 from patchwarden.server.auth import SESSION_COOKIE
 from patchwarden.server.context import AppContext
@@ -178,15 +176,6 @@ def seed(context: AppContext) -> Fleet:
         for host, inventory in inventories.items():
             record_inventory(s, inventory, now=now - timedelta(hours=2), asset_id=ids[host])
         return Fleet(ids["web-1"], ids["db-1"], ids["dev-1"], pilot.id, production.id)
-
-
-@pytest.fixture(autouse=True)
-def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """argon2id at its lowest cost: these tests are about pages, and the production
-    parameters would spend most of their time hashing the fixture users' passwords."""
-    monkeypatch.setattr(
-        security, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    )
 
 
 @pytest.fixture(scope="module")
